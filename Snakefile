@@ -1,0 +1,22 @@
+# clustersbi: simulation-based inference for X-ray galaxy-cluster cosmology.
+# This file only wires the stages; the science lives in the clustersbi package (src/).
+from snakemake.utils import min_version
+
+min_version("8.20")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/design.smk"
+include: "workflow/rules/cosmology.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

@@ -1,0 +1,303 @@
+"""Parameter design: scrambled Sobol sequences over the prior box, chunks, splits and seeds.
+
+The design is a pure function of (priors, global seed, index), so any chunk's parameters
+can be computed on their own, at DAG time, without a design file (DESIGN.md, principle 3).
+
+* Outer sequence: one scrambled Sobol sequence (scipy.stats.qmc.Sobol) over the outer
+  parameters (the cosmology, and in a joint design also the astrophysics). Point ``i`` of
+  the sequence is simulation ``i``; drawing more points never changes the first ones.
+* Inner sequences (nested design, mls-pinocchio-cnn-field-level section 2.2): for each
+  outer point ``i``, an independently scrambled Sobol sequence of ``n_inner`` points over the
+  inner (astrophysical, e.g. M-L_X) parameters. Mock ``(i, j)`` shares simulation ``i``'s
+  dark matter and has inner parameters ``j``.
+* Splits are assigned per outer index from a uniform number hashed from (seed, index):
+  all mocks of one simulation share a split (no leakage of one simulation's dark matter
+  between training and test), and the assignment never changes when the design grows.
+* Seeds: every random stream is ``numpy.random.SeedSequence([global_seed, stream, index,
+  *extra])``; the stream numbers are fixed below, so a simulation's initial conditions,
+  scaling-relation scatter, etc. can be regenerated alone.
+* Chunks: chunk ``c`` holds the outer indices ``c * chunk_size ... (c + 1) * chunk_size - 1``
+  (fewer in the last chunk).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Iterable, Literal, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.stats import qmc
+
+__all__ = [
+    "Prior",
+    "DesignSpec",
+    "SeedStream",
+    "derive_seed",
+    "simulation_seed",
+    "sobol_unit_points",
+    "outer_parameters",
+    "inner_parameters",
+    "assign_split",
+    "n_chunks",
+    "chunk_indices",
+    "chunk_design",
+    "design_table",
+    "SPLITS",
+]
+
+SPLITS = ("train", "val", "test", "holdout")
+
+
+class SeedStream:
+    """Stream identifiers mixed into every derived seed (never renumber these)."""
+
+    OUTER_SOBOL = 0
+    INNER_SOBOL = 1
+    SPLIT = 2
+    SIMULATION = 3
+    SCALING_SCATTER = 4
+    LIGHTCONE = 5
+    NETWORK = 6
+
+
+def derive_seed(global_seed: int, stream: int, *indices: int) -> int:
+    """A 32-bit seed from (global seed, stream, indices) via numpy's SeedSequence.
+
+    SeedSequence hashes its entropy, so neighbouring indices give unrelated seeds.
+    """
+    entropy = [int(global_seed), int(stream), *(int(i) for i in indices)]
+    if any(v < 0 for v in entropy):
+        raise ValueError(f"seed components must be non-negative, got {entropy}")
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint32)[0])
+
+
+def simulation_seed(global_seed: int, index: int) -> int:
+    """Seed of simulation ``index``'s initial conditions: ``derive_seed(seed, SIMULATION, index)``."""
+    return derive_seed(global_seed, SeedStream.SIMULATION, index)
+
+
+@dataclass(frozen=True)
+class Prior:
+    """One parameter's prior: a uniform or log-uniform distribution on [low, high].
+
+    ``loguniform`` means ln(x) is uniform on [ln low, ln high]; inference then works in
+    ln(x) (see :meth:`to_inference`), where the prior is a box.
+    """
+
+    name: str
+    label: str
+    distribution: Literal["uniform", "loguniform"]
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        if not self.low < self.high:
+            raise ValueError(f"prior '{self.name}': low ({self.low}) must be < high ({self.high})")
+        if self.distribution == "loguniform" and self.low <= 0:
+            raise ValueError(f"prior '{self.name}': a loguniform prior needs low > 0, got {self.low}")
+        if self.distribution not in ("uniform", "loguniform"):
+            raise ValueError(f"prior '{self.name}': unknown distribution '{self.distribution}'")
+
+    @classmethod
+    def from_mapping(cls, entry: Mapping[str, Any]) -> "Prior":
+        return cls(
+            name=str(entry["name"]),
+            label=str(entry["label"]),
+            distribution=entry["distribution"],
+            low=float(entry["low"]),
+            high=float(entry["high"]),
+        )
+
+    def from_unit(self, u: np.ndarray) -> np.ndarray:
+        """Map u in [0, 1) to the parameter value (inverse CDF)."""
+        u = np.asarray(u, dtype=float)
+        if self.distribution == "uniform":
+            return self.low + u * (self.high - self.low)
+        return np.exp(np.log(self.low) + u * (np.log(self.high) - np.log(self.low)))
+
+    def to_inference(self, x: np.ndarray) -> np.ndarray:
+        """The coordinate in which the prior is uniform (x, or ln x for loguniform)."""
+        x = np.asarray(x, dtype=float)
+        return np.log(x) if self.distribution == "loguniform" else x
+
+    def from_inference(self, y: np.ndarray) -> np.ndarray:
+        y = np.asarray(y, dtype=float)
+        return np.exp(y) if self.distribution == "loguniform" else y
+
+    @property
+    def inference_bounds(self) -> tuple[float, float]:
+        lo, hi = self.to_inference(np.array([self.low, self.high]))
+        return float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class DesignSpec:
+    """Everything the design depends on (a pure function of this and the index).
+
+    Attributes:
+        outer: priors sampled by the outer Sobol sequence (one point per simulation).
+        inner: priors sampled per simulation by inner sequences (empty: no nesting).
+        n_simulations: number of outer points (dark-matter simulations).
+        n_inner: inner points per simulation (1 when ``inner`` is empty).
+        chunk_size: simulations per chunk (per job).
+        seed: the global seed.
+        split_fractions: fraction per split, in the order of :data:`SPLITS`; sums to 1.
+    """
+
+    outer: tuple[Prior, ...]
+    inner: tuple[Prior, ...]
+    n_simulations: int
+    n_inner: int
+    chunk_size: int
+    seed: int
+    split_fractions: tuple[float, float, float, float]
+
+    def __post_init__(self) -> None:
+        if self.n_simulations < 1:
+            raise ValueError(f"design.n_simulations must be >= 1, got {self.n_simulations}")
+        if self.chunk_size < 1:
+            raise ValueError(f"design.chunk_size must be >= 1, got {self.chunk_size}")
+        if self.n_inner < 1:
+            raise ValueError(f"design.n_inner must be >= 1, got {self.n_inner}")
+        if not self.inner and self.n_inner != 1:
+            raise ValueError("design.n_inner > 1 needs inner (astrophysics) priors with design.nested: true")
+        if not math.isclose(sum(self.split_fractions), 1.0, abs_tol=1e-9):
+            raise ValueError(f"design.splits must sum to 1, got {sum(self.split_fractions)}")
+        names = [p.name for p in self.outer + self.inner]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate parameter names in priors: {names}")
+
+    @property
+    def priors(self) -> tuple[Prior, ...]:
+        return self.outer + self.inner
+
+    @property
+    def param_names(self) -> list[str]:
+        return [p.name for p in self.priors]
+
+    @property
+    def n_mocks(self) -> int:
+        return self.n_simulations * self.n_inner
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "DesignSpec":
+        """Build from the validated config (sections ``seed``, ``design``, ``priors``)."""
+        design = config["design"]
+        cosmo = tuple(Prior.from_mapping(p) for p in config["priors"]["cosmology"])
+        astro = tuple(Prior.from_mapping(p) for p in config["priors"].get("astrophysics", []))
+        nested = bool(design["nested"])
+        splits = design["splits"]
+        return cls(
+            outer=cosmo if nested else cosmo + astro,
+            inner=astro if nested else (),
+            n_simulations=int(design["n_simulations"]),
+            n_inner=int(design["n_inner"]) if nested else 1,
+            chunk_size=int(design["chunk_size"]),
+            seed=int(config["seed"]),
+            split_fractions=tuple(float(splits[s]) for s in SPLITS),
+        )
+
+
+def sobol_unit_points(n_dim: int, seed: int, start: int, count: int) -> np.ndarray:
+    """Points ``start .. start + count - 1`` of a scrambled Sobol sequence in [0, 1)^n_dim.
+
+    The scrambling is fixed by ``seed``, so the sequence is the same whatever ``start`` and
+    ``count``: the first N points never change when more are drawn.
+    """
+    if n_dim < 1:
+        return np.zeros((count, 0))
+    engine = qmc.Sobol(d=n_dim, scramble=True, seed=np.random.default_rng(seed))
+    if start:
+        engine.fast_forward(start)
+    with warnings.catch_warnings():
+        # scipy warns that n not a power of 2 loses the balance property of the full set;
+        # chunks of an extensible sequence are by design not powers of 2.
+        warnings.simplefilter("ignore", UserWarning)
+        return engine.random(count)
+
+
+def _to_values(priors: Sequence[Prior], unit: np.ndarray) -> np.ndarray:
+    return np.column_stack([p.from_unit(unit[:, d]) for d, p in enumerate(priors)]) if priors else unit
+
+
+def outer_parameters(spec: DesignSpec, start: int, stop: int) -> np.ndarray:
+    """(stop - start, n_outer) outer parameter values of simulations ``start .. stop - 1``."""
+    unit = sobol_unit_points(len(spec.outer), derive_seed(spec.seed, SeedStream.OUTER_SOBOL), start, stop - start)
+    return _to_values(spec.outer, unit)
+
+
+def inner_parameters(spec: DesignSpec, index: int) -> np.ndarray:
+    """(n_inner, n_inner_params) inner parameter values of simulation ``index``.
+
+    Each simulation's inner sequence is scrambled with its own seed, so inner designs of
+    different simulations are independent.
+    """
+    unit = sobol_unit_points(len(spec.inner), derive_seed(spec.seed, SeedStream.INNER_SOBOL, index), 0, spec.n_inner)
+    return _to_values(spec.inner, unit)
+
+
+def assign_split(global_seed: int, index: int, fractions: Sequence[float]) -> str:
+    """Split of simulation ``index``: a hashed uniform number compared with cumulative fractions."""
+    u = derive_seed(global_seed, SeedStream.SPLIT, index) / 2.0**32
+    edges = np.cumsum(fractions)
+    return SPLITS[min(int(np.searchsorted(edges, u, side="right")), len(SPLITS) - 1)]
+
+
+def n_chunks(spec: DesignSpec) -> int:
+    return -(-spec.n_simulations // spec.chunk_size)
+
+
+def chunk_indices(spec: DesignSpec, chunk: int) -> range:
+    """Outer (simulation) indices of ``chunk``."""
+    if not 0 <= chunk < n_chunks(spec):
+        raise ValueError(f"chunk {chunk} outside 0..{n_chunks(spec) - 1}")
+    start = chunk * spec.chunk_size
+    return range(start, min(start + spec.chunk_size, spec.n_simulations))
+
+
+def chunk_design(spec: DesignSpec, chunk: int) -> dict[str, Any]:
+    """The chunk's design as plain Python values (for Snakemake ``params``).
+
+    Returns a dict with ``indices``, ``seeds``, ``splits``, ``outer_names``, ``outer``
+    (list of rows), ``inner_names`` and ``inner`` (per simulation, ``n_inner`` rows).
+    Plain lists of floats keep Snakemake's params-change detection exact.
+    """
+    idx = chunk_indices(spec, chunk)
+    outer = outer_parameters(spec, idx.start, idx.stop)
+    return {
+        "chunk": chunk,
+        "indices": list(idx),
+        "seeds": [simulation_seed(spec.seed, i) for i in idx],
+        "splits": [assign_split(spec.seed, i, spec.split_fractions) for i in idx],
+        "outer_names": [p.name for p in spec.outer],
+        "outer": [[float(v) for v in row] for row in outer],
+        "inner_names": [p.name for p in spec.inner],
+        "inner": [[[float(v) for v in row] for row in inner_parameters(spec, i)] for i in idx] if spec.inner else [],
+    }
+
+
+def design_table(spec: DesignSpec) -> pd.DataFrame:
+    """One row per mock: index, simulation, inner, chunk, split, seed, every parameter."""
+    rows: list[dict[str, Any]] = []
+    for chunk in range(n_chunks(spec)):
+        design = chunk_design(spec, chunk)
+        for pos, sim in enumerate(design["indices"]):
+            outer = dict(zip(design["outer_names"], design["outer"][pos]))
+            inner_rows: Iterable = design["inner"][pos] if spec.inner else [[]]
+            for j, inner in enumerate(inner_rows):
+                rows.append(
+                    {
+                        "index": sim * spec.n_inner + j,
+                        "simulation": sim,
+                        "inner": j,
+                        "chunk": chunk,
+                        "split": design["splits"][pos],
+                        "seed": design["seeds"][pos],
+                        **outer,
+                        **dict(zip(design["inner_names"], inner)),
+                    }
+                )
+    return pd.DataFrame(rows)

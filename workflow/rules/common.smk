@@ -1,0 +1,56 @@
+# Config validation and the input functions shared by the stages.
+import functools
+import sys
+from pathlib import Path
+
+# The rules' scripts import clustersbi from this checkout's src/, whether or not it was
+# pip-installed, and in every software environment (plain, conda, SLURM jobs inherit it).
+_SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, _SRC)
+
+from snakemake.exceptions import WorkflowError
+
+from clustersbi.config import ConfigError, prepend_to_pythonpath, validate_config
+from clustersbi.design import DesignSpec, chunk_design, n_chunks
+
+try:
+    validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+    DESIGN = DesignSpec.from_config(config)
+except (ConfigError, ValueError) as err:
+    raise WorkflowError(f"config error: {err}") from None
+
+prepend_to_pythonpath(_SRC)
+
+CHUNKS = [f"{c:05d}" for c in range(n_chunks(DESIGN))]
+
+
+wildcard_constraints:
+    chunk=r"\d{5}",
+
+
+@functools.lru_cache(maxsize=None)
+def design_of_chunk(chunk):
+    """The chunk's parameters, seeds and splits, computed at DAG time (rule params)."""
+    return chunk_design(DESIGN, int(chunk))
+
+
+def chunk_params(wildcards):
+    return design_of_chunk(wildcards.chunk)
+
+
+def linear_power_redshifts():
+    """Redshifts at which later stages need the linear P(k) (z = 0 always)."""
+    return sorted({0.0, *map(float, config["cosmology"]["redshifts"])})
+
+
+def per_chunk(pattern):
+    return expand(pattern, chunk=CHUNKS)
+
+
+def final_outputs():
+    return [
+        "results/design/parameters.csv",
+        "results/plots/design.png",
+        "results/plots/linear_power.png",
+        *per_chunk("results/linear_power/chunk_{chunk}.h5"),
+    ]

@@ -1,0 +1,42 @@
+# Sobol design: the table for inspection and its plot. No rule depends on the table:
+# per-chunk rules get their parameters at DAG time (common.smk: design_of_chunk).
+
+
+rule design_table:
+    output:
+        table="results/design/parameters.csv",
+    params:
+        config={"seed": config["seed"], "design": config["design"], "priors": config["priors"]},
+    log:
+        "logs/design/design_table.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/workflow.yaml"
+    script:
+        "../scripts/design_table.py"
+
+
+rule plot_design:
+    input:
+        table=rules.design_table.output.table,
+    output:
+        report(
+            "results/plots/design.png",
+            caption="../report/design.rst",
+            category="Design",
+        ),
+    params:
+        priors=config["priors"],
+    log:
+        "logs/plots/design.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/workflow.yaml"
+    script:
+        "../scripts/plot_design.py"
