@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import jsonschema
 import yaml
 
-__all__ = ["prepend_to_pythonpath", "ConfigError", "load_yaml", "validate_config", "check_semantics", "key_path"]
+__all__ = ["canonical", "prepend_to_pythonpath", "ConfigError", "load_yaml", "validate_config", "check_semantics", "key_path"]
 
 
 class ConfigError(ValueError):
@@ -123,3 +123,16 @@ def prepend_to_pythonpath(path: str) -> None:
     current = os.environ.get("PYTHONPATH", "")
     parts = [p for p in current.split(os.pathsep) if p and p != path]
     os.environ["PYTHONPATH"] = os.pathsep.join([path, *parts])
+
+
+def canonical(value: Any) -> Any:
+    """A copy of ``value`` with every mapping's keys sorted, recursively.
+
+    Snakemake reruns a job when the repr of its params changes; the key order of a YAML
+    mapping is not meaningful, so params derived from config pass through this first.
+    """
+    if isinstance(value, Mapping):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    return value

@@ -10,7 +10,7 @@ sys.path.insert(0, _SRC)
 
 from snakemake.exceptions import WorkflowError
 
-from clustersbi.config import ConfigError, prepend_to_pythonpath, validate_config
+from clustersbi.config import ConfigError, canonical, prepend_to_pythonpath, validate_config
 from clustersbi.design import DesignSpec, chunk_design, n_chunks
 
 try:

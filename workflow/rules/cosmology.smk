@@ -6,7 +6,7 @@ rule linear_power:
         "results/linear_power/chunk_{chunk}.h5",
     params:
         design=chunk_params,
-        fiducial=config["cosmology"]["fiducial"],
+        fiducial=canonical(config["cosmology"]["fiducial"]),
         redshifts=linear_power_redshifts(),
         k_grid=[config["cosmology"][k] for k in ("k_min_h_mpc", "k_max_h_mpc", "n_k")],
     log:
@@ -34,7 +34,7 @@ rule plot_linear_power:
         ),
     params:
         n_plot=config["cosmology"]["n_plot"],
-        fiducial=config["cosmology"]["fiducial"],
+        fiducial=canonical(config["cosmology"]["fiducial"]),
     log:
         "logs/plots/linear_power.log",
     threads: 1

@@ -6,7 +6,7 @@ rule design_table:
     output:
         table="results/design/parameters.csv",
     params:
-        config={"seed": config["seed"], "design": config["design"], "priors": config["priors"]},
+        config=canonical({k: config[k] for k in ("seed", "design", "priors")}),
     log:
         "logs/design/design_table.log",
     threads: 1
@@ -29,7 +29,7 @@ rule plot_design:
             category="Design",
         ),
     params:
-        priors=config["priors"],
+        priors=canonical(config["priors"]),
     log:
         "logs/plots/design.log",
     threads: 1

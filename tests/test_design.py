@@ -1,0 +1,157 @@
+"""Sobol design: extensibility, nesting, splits, chunks, seeds."""
+
+import numpy as np
+import pytest
+from scipy.stats import qmc
+
+from clustersbi.design import (
+    SPLITS,
+    DesignSpec,
+    Prior,
+    assign_split,
+    chunk_design,
+    chunk_indices,
+    derive_seed,
+    design_table,
+    inner_parameters,
+    n_chunks,
+    outer_parameters,
+    simulation_seed,
+    sobol_unit_points,
+)
+
+#: tolerance of split fractions over 4096 simulations (binomial sigma ~ 0.007 at p = 0.7)
+SPLIT_FRACTION_ATOL = 0.03
+
+
+def make_spec(n=32, n_inner=4, chunk=8, seed=11, nested=True):
+    cosmo = (
+        Prior("Omega_m", r"\Omega_m", "uniform", 0.1, 0.5),
+        Prior("sigma_8", r"\sigma_8", "uniform", 0.6, 1.0),
+    )
+    astro = (
+        Prior("a_X", "a_X", "uniform", -1.5, -1.2),
+        Prior("A_SN1", "A_{SN1}", "loguniform", 0.25, 4.0),
+    )
+    return DesignSpec(
+        outer=cosmo if nested else cosmo + astro,
+        inner=astro if nested else (),
+        n_simulations=n,
+        n_inner=n_inner if nested else 1,
+        chunk_size=chunk,
+        seed=seed,
+        split_fractions=(0.7, 0.1, 0.15, 0.05),
+    )
+
+
+def test_first_points_unchanged_when_design_grows():
+    small, large = make_spec(n=20), make_spec(n=100)
+    np.testing.assert_array_equal(outer_parameters(small, 0, 20), outer_parameters(large, 0, 100)[:20])
+    pd_small, pd_large = design_table(small), design_table(large)
+    np.testing.assert_array_equal(pd_small.to_numpy(), pd_large.iloc[: len(pd_small)].to_numpy())
+
+
+def test_chunked_draws_equal_one_draw():
+    spec = make_spec(n=40, chunk=7)
+    whole = outer_parameters(spec, 0, 40)
+    pieces = np.vstack([np.array(chunk_design(spec, c)["outer"]) for c in range(n_chunks(spec))])
+    np.testing.assert_array_equal(whole, pieces)
+
+
+def test_outer_sequence_is_scrambled_sobol():
+    # 2^m points of a scrambled Sobol sequence have far lower discrepancy than random points.
+    unit = sobol_unit_points(5, seed=3, start=0, count=256)
+    rand = np.random.default_rng(3).random((256, 5))
+    assert qmc.discrepancy(unit) < 0.2 * qmc.discrepancy(rand), (qmc.discrepancy(unit), qmc.discrepancy(rand))
+    assert unit.min() >= 0 and unit.max() < 1
+
+
+def test_values_respect_prior_bounds_and_loguniform():
+    spec = make_spec(n=64, n_inner=64)
+    outer = outer_parameters(spec, 0, 64)
+    assert np.all((outer[:, 0] >= 0.1) & (outer[:, 0] <= 0.5))
+    inner = np.vstack([inner_parameters(spec, i) for i in range(64)])
+    a_sn1 = inner[:, 1]
+    assert np.all((a_sn1 >= 0.25) & (a_sn1 <= 4.0))
+    # log-uniform: ln A is uniform on [ln 0.25, ln 4], so its median is ln 1 = 0
+    assert abs(np.median(np.log(a_sn1))) < 0.1, np.median(np.log(a_sn1))
+
+
+def test_inner_sequences_are_independently_scrambled():
+    spec = make_spec(n=4, n_inner=8)
+    inner = [inner_parameters(spec, i) for i in range(4)]
+    for i in range(1, 4):
+        assert not np.allclose(inner[0], inner[i])
+    # each inner sequence is itself a (low-discrepancy) Sobol set of n_inner points
+    unit = (inner[0][:, 0] + 1.5) / 0.3
+    assert np.histogram(unit, bins=8, range=(0, 1))[0].max() == 1  # 8 points, one per octile
+    # and independent of the design size
+    np.testing.assert_array_equal(inner_parameters(make_spec(n=50, n_inner=8), 2), inner[2])
+
+
+def test_splits_deterministic_stable_and_proportional():
+    fractions = (0.7, 0.1, 0.15, 0.05)
+    splits = [assign_split(5, i, fractions) for i in range(4096)]
+    assert splits == [assign_split(5, i, fractions) for i in range(4096)]
+    counts = {s: splits.count(s) / len(splits) for s in SPLITS}
+    for s, f in zip(SPLITS, fractions):
+        assert abs(counts[s] - f) < SPLIT_FRACTION_ATOL, (s, counts[s], f)
+    small, large = design_table(make_spec(n=16)), design_table(make_spec(n=64))
+    assert list(small["split"]) == list(large["split"][: len(small)])
+
+
+def test_mocks_of_one_simulation_share_split_and_seed():
+    table = design_table(make_spec(n=16, n_inner=4))
+    assert len(table) == 64
+    grouped = table.groupby("simulation")
+    assert (grouped["split"].nunique() == 1).all()
+    assert (grouped["seed"].nunique() == 1).all()
+    assert list(table["index"]) == list(range(64))
+
+
+def test_chunks_cover_indices_once():
+    spec = make_spec(n=30, chunk=8)
+    assert n_chunks(spec) == 4
+    covered = [i for c in range(4) for i in chunk_indices(spec, c)]
+    assert covered == list(range(30))
+    assert len(chunk_indices(spec, 3)) == 6
+    with pytest.raises(ValueError, match="chunk 4"):
+        chunk_indices(spec, 4)
+
+
+def test_seeds_depend_on_global_seed_and_index_only():
+    assert simulation_seed(1, 5) == simulation_seed(1, 5)
+    seeds = {simulation_seed(1, i) for i in range(10000)}
+    assert len(seeds) == 10000
+    assert simulation_seed(1, 5) != simulation_seed(2, 5)
+    assert derive_seed(1, 3, 5) == simulation_seed(1, 5)
+    d = chunk_design(make_spec(n=16, chunk=8), 1)
+    assert d["seeds"] == [simulation_seed(11, i) for i in range(8, 16)]
+
+
+def test_joint_design_has_no_inner():
+    spec = make_spec(nested=False)
+    d = chunk_design(spec, 0)
+    assert d["inner"] == [] and len(d["outer_names"]) == 4
+    assert len(design_table(spec)) == spec.n_simulations
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"n_simulations": 0}, "n_simulations"),
+        ({"split_fractions": (0.5, 0.1, 0.1, 0.1)}, "sum to 1"),
+    ],
+)
+def test_spec_rejects_bad_values(kwargs, message):
+    base = make_spec()
+    values = {f: getattr(base, f) for f in base.__dataclass_fields__}
+    values.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        DesignSpec(**values)
+
+
+def test_prior_rejects_inverted_bounds():
+    with pytest.raises(ValueError, match="'Omega_m'.*low"):
+        Prior("Omega_m", "", "uniform", 0.5, 0.1)

@@ -1,0 +1,117 @@
+"""The workflow itself, run by Snakemake on the tiny config in a temporary directory."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from clustersbi.config import load_yaml, validate_config
+from clustersbi.cosmology import sigma_r
+from clustersbi.design import DesignSpec, design_table
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(repo: Path, workdir: Path, configfile: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(configfile), "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+
+
+def planned_outputs(log: str, rule: str) -> set[str]:
+    """Outputs of the jobs of ``rule`` that a Snakemake log (or dry run) lists."""
+    return set(re.findall(rf"^(?:local)?rule {rule}:\n\s+output: (\S+)", log, flags=re.MULTILINE))
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(repo):
+    return load_yaml(repo / "tests" / "config" / "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(repo, tiny, tmp_path_factory):
+    """One full run of the default target on the tiny config."""
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    configfile = write_config(workdir / "config.yaml", tiny)
+    proc = snakemake(repo, workdir, configfile)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return workdir, configfile
+
+
+def test_design_table_content(repo, tiny, tiny_run):
+    workdir, _ = tiny_run
+    table = pd.read_csv(workdir / "results" / "design" / "parameters.csv")
+    expected = design_table(DesignSpec.from_config(validate_config(dict(tiny), repo / "workflow/schemas/config.schema.yaml")))
+    assert list(table.columns) == list(expected.columns)
+    np.testing.assert_allclose(table["Omega_m"], expected["Omega_m"], rtol=1e-7)
+    assert list(table["split"]) == list(expected["split"])
+    assert (workdir / "results" / "plots" / "design.png").stat().st_size > 10_000
+
+
+def test_linear_power_files(tiny_run, tiny):
+    workdir, _ = tiny_run
+    files = sorted((workdir / "results" / "linear_power").glob("chunk_*.h5"))
+    assert [f.name for f in files] == ["chunk_00000.h5", "chunk_00001.h5"]
+    with h5py.File(files[1], "r") as f:
+        sims = sorted(n for n in f if n.startswith("sim_"))
+        assert sims == ["sim_000002", "sim_000003"]
+        k = f["k_h_mpc"][:]
+        z0 = int(np.argmin(np.abs(f["redshifts"][:])))
+        for name in sims:
+            target = f[name].attrs["param_sigma_8"]
+            assert abs(sigma_r(k, f[name]["pk"][z0]) / target - 1) < 2e-3
+    assert (workdir / "results" / "plots" / "linear_power.png").exists()
+
+
+def test_growing_the_design_runs_only_new_chunks(repo, tiny, tiny_run):
+    workdir, _ = tiny_run
+    old = {p.name: p.stat().st_mtime_ns for p in (workdir / "results" / "linear_power").glob("*.h5")}
+    grown = dict(tiny, design=dict(tiny["design"], n_simulations=8))
+    configfile = write_config(workdir / "grown.yaml", grown)
+    expected = {f"results/linear_power/chunk_{i:05d}.h5" for i in (2, 3)}
+    dry = snakemake(repo, workdir, configfile, "-n")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert planned_outputs(dry.stdout + dry.stderr, "linear_power") == expected
+    proc = snakemake(repo, workdir, configfile)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert planned_outputs(proc.stdout + proc.stderr, "linear_power") == expected
+    new = {p.name: p.stat().st_mtime_ns for p in (workdir / "results" / "linear_power").glob("*.h5")}
+    assert {k: new[k] for k in old} == old
+    assert set(new) == {f"chunk_{i:05d}.h5" for i in range(4)}
+    again = snakemake(repo, workdir, configfile, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda c: c["priors"]["cosmology"][0].update(low=0.6), r"priors.cosmology[0].low"),
+        (lambda c: c["design"].update(chunks=3), "design.chunks"),
+        (lambda c: c.pop("design"), "missing key design"),
+    ],
+)
+def test_bad_config_fails_before_any_job(repo, tiny, tmp_path, edit, key):
+    config = yaml.safe_load(yaml.safe_dump(tiny))
+    edit(config)
+    proc = snakemake(repo, tmp_path, write_config(tmp_path / "bad.yaml", config))
+    assert proc.returncode != 0
+    assert key in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "results").exists()
+
+
+def test_lint_is_clean(repo, tmp_path):
+    proc = snakemake(repo, tmp_path, repo / "config" / "config.yaml", "--lint")
+    assert proc.returncode == 0 and "good condition" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
