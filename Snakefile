@@ -14,6 +14,8 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/design.smk"
 include: "workflow/rules/cosmology.smk"
+include: "workflow/rules/simulate.smk"
+include: "workflow/rules/summaries.smk"
 
 
 rule all:

@@ -18,6 +18,7 @@ memory stays bounded (a few times ``max(n_mesh^3, 2^15 p^3)`` numbers).
 from __future__ import annotations
 
 from collections.abc import Sequence
+import logging
 from typing import Literal
 
 import numpy as np
@@ -38,6 +39,8 @@ __all__ = [
 ASSIGNMENT_ORDERS = {"ngp": 1, "cic": 2, "tsc": 3, "pcs": 4}
 
 #: Field variants understood by :func:`overdensity_variants`.
+logger = logging.getLogger(__name__)
+
 FIELD_VARIANTS = ("number", "luminosity_weighted", "luminosity_cuts")
 
 
@@ -246,8 +249,13 @@ def overdensity_variants(
                 raise ValueError("luminosity_cuts_erg_s must not be empty for the 'luminosity_cuts' variant")
             for cut in luminosity_cuts_erg_s:
                 keep = lum >= cut
-                if not np.any(keep):
-                    raise ValueError(f"no cluster has L_X >= {cut:g} h^-2 erg/s: the cut channel is empty")
-                fields.append(overdensity_field(pos[keep], n_mesh, box_mpc_h, scheme))
+                if np.any(keep):
+                    fields.append(overdensity_field(pos[keep], n_mesh, box_mpc_h, scheme))
+                else:
+                    # A small box (or a low-sigma_8 cosmology) can have no cluster above a high
+                    # cut. The overdensity of nothing is undefined; a zero channel carries "no
+                    # clustering information", and the abundance summary carries the count.
+                    logger.warning("no cluster has L_X >= %g h^-2 erg/s: channel set to zero", cut)
+                    fields.append(np.zeros((n_mesh,) * 3))
                 names.append(f"cut_{cut:.3g}")
     return np.stack(fields).astype(dtype, copy=False), names

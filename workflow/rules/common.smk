@@ -48,9 +48,19 @@ def per_chunk(pattern):
 
 
 def final_outputs():
-    return [
+    """What `snakemake` (rule all) builds for the configured analysis."""
+    outputs = [
         "results/design/parameters.csv",
         "results/plots/design.png",
         "results/plots/linear_power.png",
         *per_chunk("results/linear_power/chunk_{chunk}.h5"),
     ]
+    if config["analysis"] == "scaling":
+        outputs += [
+            *expand("results/training/{summary}.h5", summary=config["summaries"]["kinds"]),
+            "results/plots/luminosity_functions.png",
+            "results/plots/abundance.png",
+            "results/plots/power_spectra.png",
+            "results/plots/fields.png",
+        ]
+    return outputs

@@ -1,0 +1,40 @@
+# Two entry points on a fresh machine:  make run  (default workflow)  and  make test.
+# Both create .venv and install everything first (idempotent: reinstalls only when
+# pyproject.toml changes).
+PYTHON ?= python3
+VENV ?= .venv
+CORES ?= 2
+# A CPU build of torch keeps the install small; on a GPU cluster use e.g.
+#   make TORCH_SPEC="torch==2.13.0" JAX_EXTRA="jax[cuda12]==0.7.2" run
+TORCH_SPEC ?= torch==2.13.0
+JAX_EXTRA ?=
+BIN := $(VENV)/bin
+
+.PHONY: install run test lint dryrun report clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[test,compare]" $(JAX_EXTRA)
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/snakemake --cores $(CORES)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/snakemake --lint
+
+dryrun: install
+	$(BIN)/snakemake -n --quiet rules
+
+report: install
+	$(BIN)/snakemake --report results/report.html
+
+clean:
+	rm -rf results logs .snakemake

@@ -1,0 +1,96 @@
+"""Diagnostic plots of LDL baryon painting (matplotlib, Agg backend; no display needed).
+
+- :func:`plot_ne_vs_rho`: voxel n_e against rho_DM / mean, target and LDL as 2D histograms,
+  with their power-law fits (cf. Cerardi et al., Fig. 5).
+- :func:`plot_slices`: one slice of n_e, T and the emissivity proxy n_e^2 T^(1/2), target vs LDL.
+- :func:`plot_training_curves`: train / validation loss against evaluation (or step).
+Each function writes one PNG and returns nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = ["plot_ne_vs_rho", "plot_slices", "plot_training_curves"]
+
+
+def _save(fig, path: str | os.PathLike) -> None:
+    from clustersbi.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_ne_vs_rho(
+    rho_over_mean: np.ndarray, ne_true_cm3: np.ndarray, ne_ldl_cm3: np.ndarray, path: str | os.PathLike, bins: int = 60
+) -> None:
+    """2D histograms of log n_e [cm^-3] vs log rho_DM/mean for target and LDL, with power-law fits."""
+    rho = np.asarray(rho_over_mean, float).ravel()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True, sharey=True)
+    for ax, ne, title in zip(axes, (ne_true_cm3, ne_ldl_cm3), ("target", "LDL")):
+        ne = np.asarray(ne, float).ravel()
+        ok = (rho > 0) & (ne > 0)
+        lx, ly = np.log10(rho[ok]), np.log10(ne[ok])
+        ax.hist2d(lx, ly, bins=bins, cmap="viridis", norm=matplotlib.colors.LogNorm())
+        if ok.sum() > 2:
+            slope, icpt = np.polyfit(lx, ly, 1)
+            xs = np.linspace(lx.min(), lx.max(), 10)
+            ax.plot(xs, icpt + slope * xs, "r-", label=f"slope {slope:.2f}")
+            ax.legend(loc="lower right")
+        ax.set_title(title)
+        ax.set_xlabel(r"$\log_{10}\,\rho_{\rm DM}/\bar\rho_{\rm DM}$")
+    axes[0].set_ylabel(r"$\log_{10}\, n_e$ [cm$^{-3}$, comoving]")
+    _save(fig, path)
+
+
+def plot_slices(
+    fields_true: Mapping[str, np.ndarray],
+    fields_ldl: Mapping[str, np.ndarray],
+    path: str | os.PathLike,
+    index: int | None = None,
+) -> None:
+    """Slices (axis 0 at ``index``, default the middle) of ``ne`` [cm^-3] and ``t`` [K] and of
+    n_e^2 T^(1/2); rows target / LDL, log colour scale shared per column."""
+    def emis(f):
+        return np.asarray(f["ne"], float) ** 2 * np.sqrt(np.asarray(f["t"], float))
+
+    cols = [("ne", r"$n_e$"), ("t", r"$T$ [K]"), ("eps", r"$n_e^2 T^{1/2}$")]
+    i = np.asarray(fields_true["ne"]).shape[0] // 2 if index is None else int(index)
+    fig, axes = plt.subplots(2, 3, figsize=(12, 7.5))
+    for c, (key, label) in enumerate(cols):
+        maps = []
+        for f in (fields_true, fields_ldl):
+            arr = emis(f) if key == "eps" else np.asarray(f[key], float)
+            maps.append(np.log10(np.maximum(arr[i], 1e-300)))
+        finite = np.concatenate([m[np.isfinite(m) & (m > -299)] for m in maps])
+        vmin, vmax = (np.percentile(finite, [1, 99.9]) if finite.size else (0, 1))
+        for r, (m, who) in enumerate(zip(maps, ("target", "LDL"))):
+            im = axes[r, c].imshow(m, origin="lower", vmin=vmin, vmax=vmax, cmap="magma")
+            axes[r, c].set_title(f"{who}: log10 {label}")
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+            fig.colorbar(im, ax=axes[r, c], fraction=0.046)
+    _save(fig, path)
+
+
+def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | os.PathLike, title: str = "") -> None:
+    """Train and validation loss (log scale) of :func:`clustersbi.ldl.fit_ldl` or ``fit_conditioning``."""
+    x_key = "evaluation" if history and "evaluation" in history[0] else "step"
+    x = [row[x_key] for row in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(x, [row["loss_train"] for row in history], label="train")
+    ax.plot(x, [row["loss_val"] for row in history], label="validation")
+    ax.set_yscale("log")
+    ax.set_xlabel(x_key)
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    _save(fig, path)

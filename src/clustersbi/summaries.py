@@ -1,0 +1,211 @@
+"""The scaling-relation observable and its summaries, per chunk, and the gathered training sets.
+
+Contract (rule ``summaries``, analysis ``scaling``):
+  in:  the chunk's halo file (:mod:`clustersbi.halos`) and the chunk design.
+  out: ``results/catalogs/chunk_{chunk}.h5``: per mock ``mock_{index:07d}``, the selected
+       clusters (x, y, z [Mpc/h], mass_msun_h, l_x_erg_s [h^-2 erg/s, ROSAT 0.1-2.4 keV]);
+       ``results/summaries/chunk_{chunk}.h5``: per mock the summaries ``abundance`` (n_thr,),
+       ``power_spectrum`` (n_k,) [(Mpc/h)^3, shot noise not subtracted] and ``fields``
+       (n_channels, n, n, n) overdensities, with attributes theta, split, seed, shot noise.
+
+A mock is one (simulation ``i``, inner point ``j``) pair: simulation i's halos with the
+M-L_X parameters of its inner design point j (mls-pinocchio-cnn-field-level, section 2.2);
+its index is ``i * n_inner + j`` and its luminosity scatter is seeded by
+``derive_seed(seed, SCALING_SCATTER, i, j)``.
+
+Contract (rule ``gather``): every chunk's summaries of one kind into
+``results/training/{summary}.h5`` (:func:`clustersbi.compress.write_training_set` layout:
+theta, x, split, param_names).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .design import SeedStream, derive_seed
+from .fields import overdensity_variants
+from .halos import read_halo_file
+from .io import atomic_path, h5_read_attrs, h5_write_attrs
+from .power import power_spectrum
+from .scaling import abundance_thresholds, assign_luminosity, cluster_abundance, select_clusters
+
+__all__ = [
+    "SUMMARY_KINDS",
+    "MLX_NAMES",
+    "mock_mlx_parameters",
+    "mock_summaries",
+    "summarise_chunk",
+    "gather_summaries",
+    "gather_training_set",
+]
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_KINDS = ("abundance", "power_spectrum", "fields")
+#: M-L_X parameters, in the order of :func:`clustersbi.scaling.assign_luminosity`
+MLX_NAMES = ("a_X", "b_X", "c_X", "sigma_tot")
+
+
+def mock_mlx_parameters(inner_names: Sequence[str], inner_row: Sequence[float], fiducial: Mapping[str, float]) -> dict:
+    """M-L_X parameters of a mock: the design's values, the fiducial ones for the others."""
+    values = dict(fiducial)
+    values.update(dict(zip(inner_names, inner_row)))
+    missing = [n for n in MLX_NAMES if n not in values]
+    if missing:
+        raise ValueError(f"scaling.fiducial lacks M-L_X parameters {missing}")
+    return {n: float(values[n]) for n in MLX_NAMES}
+
+
+@dataclass
+class MockSummaries:
+    """Summaries of one mock (see the module docstring for units)."""
+
+    clusters: dict[str, np.ndarray]
+    abundance: np.ndarray
+    power_spectrum: np.ndarray
+    k_h_mpc: np.ndarray
+    shot_noise_mpc_h3: float
+    fields: np.ndarray
+    field_channels: list[str]
+
+
+def mock_summaries(
+    halos,
+    box_mpc_h: float,
+    mlx: Mapping[str, float],
+    seed: int,
+    scaling: Mapping[str, Any],
+    summaries: Mapping[str, Any],
+    context: str,
+) -> MockSummaries:
+    """Assign luminosities to one simulation's halos and compute every summary.
+
+    Raises:
+        ValueError: naming ``context`` when no cluster passes the selection.
+    """
+    l_x = assign_luminosity(
+        halos["mass_msun_h"].to_numpy(), mlx["a_X"], mlx["b_X"], mlx["c_X"], mlx["sigma_tot"], seed,
+        scatter_base=scaling["scatter_base"], mean_convention=scaling["mean_convention"],
+    )
+    selected = select_clusters(l_x, scaling["threshold_erg_s"])
+    if selected.sum() < 2:
+        raise ValueError(
+            f"{context}: {int(selected.sum())} clusters above L_X = {scaling['threshold_erg_s']:.3g} erg/s "
+            f"out of {len(halos)} halos; the box is too small or the halo mass limit too high"
+        )
+    pos = halos[["x", "y", "z"]].to_numpy()[selected]
+    l_sel = l_x[selected]
+    thr = summaries["abundance"]["thresholds"]
+    abundance = cluster_abundance(l_x, abundance_thresholds(thr["low"], thr["high"], thr["n"]))
+    ps_cfg = summaries["power_spectrum"]
+    pk = power_spectrum(
+        pos, box_mpc_h, ps_cfg["n_mesh"], scheme=ps_cfg["assignment"], interlacing=ps_cfg["interlacing"],
+        dk_in_kf=ps_cfg["dk_in_kf"], k_min_in_kf=ps_cfg["k_min_in_kf"], workers=ps_cfg["workers"],
+    )
+    f_cfg = summaries["fields"]
+    fields, channels = overdensity_variants(
+        pos, l_sel, f_cfg["n_mesh"], box_mpc_h, variants=f_cfg["variants"],
+        luminosity_cuts_erg_s=f_cfg["luminosity_cuts_erg_s"], scheme=f_cfg["assignment"],
+    )
+    clusters = {"x": pos[:, 0], "y": pos[:, 1], "z": pos[:, 2],
+                "mass_msun_h": halos["mass_msun_h"].to_numpy()[selected], "l_x_erg_s": l_sel}
+    return MockSummaries(clusters, abundance, pk.pk_mpc_h3, pk.k_h_mpc, float(pk.shot_noise_mpc_h3), fields, channels)
+
+
+def summarise_chunk(
+    halo_file: str | Path,
+    design: Mapping[str, Any],
+    global_seed: int,
+    scaling: Mapping[str, Any],
+    summaries: Mapping[str, Any],
+    catalogue_file: str | Path,
+    summary_file: str | Path,
+) -> None:
+    """Every mock of a chunk: cluster catalogues and summaries, written atomically."""
+    import h5py
+    from tqdm import tqdm
+
+    halos_by_index = read_halo_file(halo_file)
+    inner_names = design["inner_names"]
+    n_inner = len(design["inner"][0]) if design["inner"] else 1
+    outer_names = design["outer_names"]
+    with contextlib.ExitStack() as stack:
+        cat_out = stack.enter_context(h5py.File(stack.enter_context(atomic_path(catalogue_file)), "w"))
+        sum_out = stack.enter_context(h5py.File(stack.enter_context(atomic_path(summary_file)), "w"))
+        for pos, index in enumerate(tqdm(design["indices"], desc=f"summaries chunk {design['chunk']}")):
+            halos, attrs = halos_by_index[index]
+            for j in range(n_inner):
+                inner_row = design["inner"][pos][j] if design["inner"] else []
+                mlx = mock_mlx_parameters(inner_names, inner_row, scaling["fiducial"])
+                mock = index * n_inner + j
+                seed = derive_seed(global_seed, SeedStream.SCALING_SCATTER, index, j)
+                result = mock_summaries(halos, float(attrs["box_mpc_h"]), mlx, seed, scaling, summaries,
+                                        context=f"mock {mock} (simulation {index}, inner {j}, {mlx})")
+                theta = list(design["outer"][pos]) + list(inner_row)
+                meta = {"index": mock, "simulation": index, "inner": j, "split": design["splits"][pos],
+                        "seed": seed, "theta": theta, "param_names": outer_names + inner_names}
+                cg = cat_out.create_group(f"mock_{mock:07d}")
+                for name, values in result.clusters.items():
+                    cg.create_dataset(name, data=values)
+                h5_write_attrs(cg, meta)
+                sg = sum_out.create_group(f"mock_{mock:07d}")
+                sg["abundance"] = result.abundance
+                sg["power_spectrum"] = result.power_spectrum
+                sg.create_dataset("fields", data=result.fields, compression="gzip", compression_opts=1)
+                h5_write_attrs(sg, {**meta, "shot_noise_mpc_h3": result.shot_noise_mpc_h3,
+                                    "field_channels": result.field_channels})
+        sum_out["k_h_mpc"] = result.k_h_mpc
+
+
+def gather_summaries(summary_files: Sequence[str | Path], kind: str) -> dict[str, Any]:
+    """Stack one summary kind of all mocks: theta (N, P), x (N, ...), split (N,), index (N,).
+
+    Mocks come out ordered by index whatever the order of the files.
+    """
+    import h5py
+
+    if kind not in SUMMARY_KINDS:
+        raise ValueError(f"unknown summary kind {kind!r}; expected one of {SUMMARY_KINDS}")
+    rows = []
+    for path in summary_files:
+        with h5py.File(path, "r") as f:
+            for name in (n for n in f if n.startswith("mock_")):
+                attrs = h5_read_attrs(f[name])
+                x = f[name][kind][()]
+                if not np.all(np.isfinite(x)):
+                    raise ValueError(f"{path}: mock {attrs['index']} has non-finite {kind}")
+                rows.append((attrs["index"], attrs["theta"], x, attrs["split"], attrs["param_names"]))
+    if not rows:
+        raise ValueError(f"no mocks in {len(summary_files)} summary files")
+    rows.sort(key=lambda r: r[0])
+    return {
+        "index": np.array([r[0] for r in rows]),
+        "theta": np.array([r[1] for r in rows], dtype=np.float64),
+        "x": np.stack([r[2] for r in rows]),
+        "split": np.array([r[3] for r in rows]),
+        "param_names": list(rows[0][4]),
+    }
+
+
+def gather_training_set(summary_files: Sequence[str | Path], name: str, path: str | Path) -> None:
+    """Write the training set ``name`` (a kind, or kinds joined by '+' for combined inputs).
+
+    A single kind gives ``x`` as one array; ``abundance+power_spectrum`` gives a group ``x``
+    with one array per kind (the compressor's combined feature extractors).
+    """
+    from .compress.data import TrainingSet, write_training_set
+
+    kinds = name.split("+")
+    gathered = {kind: gather_summaries(summary_files, kind) for kind in kinds}
+    first = gathered[kinds[0]]
+    for kind in kinds[1:]:
+        if not np.array_equal(gathered[kind]["index"], first["index"]):
+            raise ValueError(f"summary kinds {kinds} cover different mocks")
+    x = first["x"] if len(kinds) == 1 else {kind: gathered[kind]["x"] for kind in kinds}
+    write_training_set(path, TrainingSet(first["theta"], x, first["split"], first["param_names"]))
