@@ -12,6 +12,12 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    chunk=r"\d{5}",
+
+
 include: "workflow/rules/design.smk"
 include: "workflow/rules/cosmology.smk"
 include: "workflow/rules/simulate.smk"

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from clustersbi.config import ConfigError, load_yaml, validate_config
+from clustersbi.config import ConfigError, load_schema, load_yaml, validate_config
 
 SCHEMA = "workflow/schemas/config.schema.yaml"
 
@@ -16,7 +16,7 @@ def config(repo):
 
 @pytest.fixture
 def schema(repo):
-    return load_yaml(repo / SCHEMA)
+    return load_schema(repo / SCHEMA)
 
 
 @pytest.mark.parametrize("name", ["config/config.yaml", "tests/config/tiny.yaml", "config/fields.yaml"])

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import jsonschema
 import yaml
 
-__all__ = ["canonical", "prepend_to_pythonpath", "ConfigError", "load_yaml", "validate_config", "check_semantics", "key_path"]
+__all__ = ["load_schema", "canonical", "prepend_to_pythonpath", "ConfigError", "load_yaml", "validate_config", "check_semantics", "key_path"]
 
 
 class ConfigError(ValueError):
@@ -93,18 +93,33 @@ def check_semantics(config: Mapping[str, Any]) -> None:
         raise ConfigError("design.n_inner: must be 1 unless design.nested is true")
 
 
+def load_schema(path: str | Path) -> dict[str, Any]:
+    """The config schema: ``path`` plus the stage sections in ``sections/*.yaml`` beside it.
+
+    Each stage keeps the schema of its own config sections in its own file (a mapping with
+    ``properties``); they are merged into the top-level ``properties``.
+    """
+    schema = load_yaml(path)
+    for section_file in sorted((Path(path).parent / "sections").glob("*.yaml")):
+        for key, sub in load_yaml(section_file).get("properties", {}).items():
+            if key in schema["properties"]:
+                raise ConfigError(f"schema section {section_file.name} redefines '{key}'")
+            schema["properties"][key] = sub
+    return schema
+
+
 def validate_config(config: dict[str, Any], schema: Mapping[str, Any] | str | Path) -> dict[str, Any]:
     """Fill defaults, validate against the schema, run :func:`check_semantics`.
 
     Args:
         config: the loaded config; defaults are inserted in place (and it is returned).
-        schema: the schema mapping or the path of its YAML file.
+        schema: the schema mapping, or the path of the main schema file (see :func:`load_schema`).
 
     Raises:
         ConfigError: with the dotted path of the first offending key.
     """
     if not isinstance(schema, Mapping):
-        schema = load_yaml(schema)
+        schema = load_schema(schema)
     _fill_defaults(config, schema)
     validator = jsonschema.Draft7Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), key_path(e.absolute_path)))

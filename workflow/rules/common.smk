@@ -14,7 +14,8 @@ from clustersbi.config import ConfigError, canonical, prepend_to_pythonpath, val
 from clustersbi.design import DesignSpec, chunk_design, n_chunks
 
 try:
-    validate_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+    # the checkout's schema file itself (not a cached copy): stage sections sit beside it
+    validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
     DESIGN = DesignSpec.from_config(config)
 except (ConfigError, ValueError) as err:
     raise WorkflowError(f"config error: {err}") from None
@@ -22,10 +23,6 @@ except (ConfigError, ValueError) as err:
 prepend_to_pythonpath(_SRC)
 
 CHUNKS = [f"{c:05d}" for c in range(n_chunks(DESIGN))]
-
-
-wildcard_constraints:
-    chunk=r"\d{5}",
 
 
 @functools.lru_cache(maxsize=None)
@@ -48,7 +45,12 @@ def per_chunk(pattern):
 
 
 def final_outputs():
-    """What `snakemake` (rule all) builds for the configured analysis."""
+    """The default target: the foundation, the configured analysis's
+    observables and summaries, and the inference on them.
+
+    Each analysis's outputs come from a function defined in its own rules file
+    (scaling_outputs, ldl_outputs, xod_outputs below).
+    """
     outputs = [
         "results/design/parameters.csv",
         "results/plots/design.png",
@@ -56,11 +58,28 @@ def final_outputs():
         *per_chunk("results/linear_power/chunk_{chunk}.h5"),
     ]
     if config["analysis"] == "scaling":
-        outputs += [
-            *expand("results/training/{summary}.h5", summary=config["summaries"]["kinds"]),
-            "results/plots/luminosity_functions.png",
-            "results/plots/abundance.png",
-            "results/plots/power_spectra.png",
-            "results/plots/fields.png",
-        ]
+        outputs += scaling_outputs()
+    else:
+        outputs += ldl_outputs() + xod_outputs()
     return outputs
+
+
+def scaling_outputs():
+    """Training sets and plots of the scaling-relation analysis (summaries.smk)."""
+    return [
+        *expand("results/training/{summary}.h5", summary=config["summaries"]["kinds"]),
+        "results/plots/luminosity_functions.png",
+        "results/plots/abundance.png",
+        "results/plots/power_spectra.png",
+        "results/plots/fields.png",
+    ]
+
+
+def ldl_outputs():
+    """Trained LDL models and their plots (ldl.smk)."""
+    return []
+
+
+def xod_outputs():
+    """X-ray maps, detections, XODs and the XOD training set (xray.smk, xod.smk)."""
+    return []

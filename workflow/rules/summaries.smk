@@ -2,6 +2,7 @@
 # then the gathered training sets (theta, x, split) for the compression stage.
 
 
+
 rule summaries:
     input:
         "results/halos/chunk_{chunk}.h5",
