@@ -22,6 +22,9 @@ include: "workflow/rules/design.smk"
 include: "workflow/rules/cosmology.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/summaries.smk"
+include: "workflow/rules/ldl.smk"
+include: "workflow/rules/xray.smk"
+include: "workflow/rules/xod.smk"
 
 
 rule all:

@@ -1,0 +1,1 @@
+# ldl stage rules (analysis: ldl).

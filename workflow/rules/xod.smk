@@ -1,0 +1,1 @@
+# xod stage rules (analysis: ldl).

@@ -1,0 +1,1 @@
+# xray stage rules (analysis: ldl).
