@@ -31,6 +31,10 @@ def planned_outputs(log: str, rule: str) -> set[str]:
     return set(re.findall(rf"^(?:local)?rule {rule}:\n\s+output: (\S+)", log, flags=re.MULTILINE))
 
 
+def old_paths(names) -> list[str]:
+    return [f"results/linear_power/{name}" for name in names]
+
+
 def write_config(path: Path, config: dict) -> Path:
     path.write_text(yaml.safe_dump(config))
     return path
@@ -64,10 +68,10 @@ def test_design_table_content(repo, tiny, tiny_run):
 def test_linear_power_files(tiny_run, tiny):
     workdir, _ = tiny_run
     files = sorted((workdir / "results" / "linear_power").glob("chunk_*.h5"))
-    assert [f.name for f in files] == ["chunk_00000.h5", "chunk_00001.h5"]
+    assert [f.name for f in files] == [f"chunk_{i:05d}.h5" for i in range(4)]
     with h5py.File(files[1], "r") as f:
         sims = sorted(n for n in f if n.startswith("sim_"))
-        assert sims == ["sim_000002", "sim_000003"]
+        assert sims == ["sim_000003", "sim_000004", "sim_000005"]
         k = f["k_h_mpc"][:]
         z0 = int(np.argmin(np.abs(f["redshifts"][:])))
         for name in sims:
@@ -79,20 +83,81 @@ def test_linear_power_files(tiny_run, tiny):
 def test_growing_the_design_runs_only_new_chunks(repo, tiny, tiny_run):
     workdir, _ = tiny_run
     old = {p.name: p.stat().st_mtime_ns for p in (workdir / "results" / "linear_power").glob("*.h5")}
-    grown = dict(tiny, design=dict(tiny["design"], n_simulations=8))
+    grown = dict(tiny, design=dict(tiny["design"], n_simulations=18))
     configfile = write_config(workdir / "grown.yaml", grown)
-    expected = {f"results/linear_power/chunk_{i:05d}.h5" for i in (2, 3)}
-    dry = snakemake(repo, workdir, configfile, "-n")
+    expected = {f"results/linear_power/chunk_{i:05d}.h5" for i in (4, 5)}
+    # the default target would also retrain the networks on the larger design; the
+    # linear power files are the per-chunk products whose reruns this test is about
+    targets = ["results/design/parameters.csv", *sorted(expected | set(old_paths(old)))]
+    dry = snakemake(repo, workdir, configfile, "-n", *targets)
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert planned_outputs(dry.stdout + dry.stderr, "linear_power") == expected
-    proc = snakemake(repo, workdir, configfile)
+    proc = snakemake(repo, workdir, configfile, *targets)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert planned_outputs(proc.stdout + proc.stderr, "linear_power") == expected
     new = {p.name: p.stat().st_mtime_ns for p in (workdir / "results" / "linear_power").glob("*.h5")}
     assert {k: new[k] for k in old} == old
-    assert set(new) == {f"chunk_{i:05d}.h5" for i in range(4)}
-    again = snakemake(repo, workdir, configfile, "-n")
+    assert set(new) == {f"chunk_{i:05d}.h5" for i in range(6)}
+    again = snakemake(repo, workdir, configfile, "-n", *targets)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_halo_catalogues_and_validation_spectra(tiny_run):
+    from clustersbi.halos import read_halo_file
+
+    workdir, _ = tiny_run
+    halos = read_halo_file(workdir / "results" / "halos" / "chunk_00000.h5")
+    assert sorted(halos) == [0, 1, 2]
+    for index, (table, attrs) in halos.items():
+        assert len(table) == attrs["n_halos"] > 0
+        assert (table["n_part"] >= 8).all() and table["mass_msun_h"].is_monotonic_decreasing
+        assert table[["x", "y", "z"]].to_numpy().max() < attrs["box_mpc_h"]
+    with h5py.File(workdir / "results" / "halos" / "chunk_00000.h5", "r") as f:
+        # linear growth on the largest scales of a 200 Mpc/h box: within cosmic variance
+        ratio = f["sim_000000"]["growth_ratio"][:3]
+        assert np.all(np.abs(ratio - 1) < 0.3), ratio
+
+
+def test_training_sets_and_summaries(repo, tiny_run, tiny):
+    from clustersbi.compress.data import load_training_set
+
+    workdir, _ = tiny_run
+    n_mocks = tiny["design"]["n_simulations"] * tiny["design"]["n_inner"]
+    abundance = load_training_set(workdir / "results" / "training" / "abundance.h5")
+    assert abundance.theta.shape == (n_mocks, 4)
+    assert abundance.param_names == ["Omega_m", "sigma_8", "a_X", "sigma_tot"]
+    counts = abundance.x
+    assert counts.shape == (n_mocks, 5)
+    assert np.all(np.diff(counts, axis=1) <= 0), "cumulative counts must not grow with the threshold"
+    # (not the CSV: another test grows the design in the same directory)
+    table = design_table(DesignSpec.from_config(validate_config(dict(tiny), repo / "workflow/schemas/config.schema.yaml")))
+    np.testing.assert_allclose(abundance.theta[:, 0], table["Omega_m"], rtol=1e-7)
+    assert list(abundance.split) == list(table["split"])
+    fields = load_training_set(workdir / "results" / "training" / "fields.h5")
+    assert fields.x.shape == (n_mocks, 4, 16, 16, 16)
+    combined = load_training_set(workdir / "results" / "training" / "abundance+power_spectrum.h5")
+    assert set(combined.x) == {"abundance", "power_spectrum"}
+    for name in ("luminosity_functions", "abundance", "power_spectra", "fields"):
+        assert (workdir / "results" / "plots" / f"{name}.png").stat().st_size > 10_000
+
+
+def test_inference_outputs(tiny_run):
+    import json
+
+    workdir, _ = tiny_run
+    out = workdir / "results" / "inference" / "abundance+power_spectrum"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["per_parameter"]) == {"Omega_m", "sigma_8", "a_X", "ln_sigma_tot"}
+    calibration = json.loads((out / "calibration.json").read_text())
+    ranks = np.array(calibration["sbc_ranks"])
+    assert ranks.shape[1] == 4 and ranks.min() >= 0 and ranks.max() <= calibration["n_samples"]
+    with h5py.File(out / "samples.h5", "r") as f:
+        obs = f["observation_samples"][()]
+        assert np.all(np.isfinite(obs))
+        # samples stay inside the prior box (ln sigma_tot in [ln 0.1, ln 0.6])
+        assert obs[:, 3].min() >= np.log(0.1) - 1e-6 and obs[:, 3].max() <= np.log(0.6) + 1e-6
+    for plot in ("predicted_vs_true", "corner", "sbc_ranks", "tarp", "training"):
+        assert (workdir / "results" / "plots" / "inference" / f"abundance+power_spectrum_{plot}.png").exists()
 
 
 @pytest.mark.parametrize(

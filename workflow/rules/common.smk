@@ -44,6 +44,11 @@ def per_chunk(pattern):
     return expand(pattern, chunk=CHUNKS)
 
 
+def intermediate(path):
+    """A large intermediate output (particles, 3D gas grids): temp() unless keep_intermediate."""
+    return path if config["keep_intermediate"] else temp(path)
+
+
 def final_outputs():
     """The default target: the foundation, the configured analysis's
     observables and summaries, and the inference on them.
@@ -61,7 +66,16 @@ def final_outputs():
         outputs += scaling_outputs()
     else:
         outputs += ldl_outputs() + xod_outputs()
-    return outputs
+    return outputs + inference_outputs()
+
+
+def inference_outputs():
+    """Posteriors, calibration and plots per inferred training set (compress.smk, infer.smk)."""
+    plots = ("predicted_vs_true", "corner", "sbc_ranks", "tarp", "training")
+    return [
+        *expand("results/inference/{summary}/metrics.json", summary=config["inference"]["summaries"]),
+        *expand("results/plots/inference/{summary}_{plot}.png", summary=config["inference"]["summaries"], plot=plots),
+    ]
 
 
 def scaling_outputs():
@@ -76,10 +90,29 @@ def scaling_outputs():
 
 
 def ldl_outputs():
-    """Trained LDL models and their plots (ldl.smk)."""
-    return []
+    """Trained LDL models and their plots (ldl.smk); the painted gas is an intermediate that
+    the X-ray stage consumes."""
+    return [
+        "results/models/ldl/ne.npz",
+        "results/models/ldl/t.npz",
+        "results/models/ldl/training_summary.json",
+        "results/plots/ldl_ne_rho.png",
+        "results/plots/ldl_slices.png",
+        "results/plots/ldl_training.png",
+    ]
 
 
 def xod_outputs():
     """X-ray maps, detections, XODs and the XOD training set (xray.smk, xod.smk)."""
-    return []
+    outputs = [
+        *per_chunk("results/xray/maps/chunk_{chunk}.h5"),
+        *per_chunk("results/xray/catalogs/chunk_{chunk}.h5"),
+        "results/training/xod.h5",
+        "results/plots/xray_slab_map.png",
+        "results/plots/xray_lightcone_map.png",
+        "results/plots/xray_cr_hr_dndz.png",
+        "results/plots/xod_slices.png",
+    ]
+    if config["xod"]["observation"]["catalogue_csv"]:
+        outputs.append("results/observation/xod.h5")
+    return outputs

@@ -1,0 +1,223 @@
+"""Figures of the compress and infer stages (matplotlib, Agg backend): data in, file out.
+
+- :func:`plot_predicted_vs_true`: compressor or posterior-mean predictions per parameter
+  against the truth, with the 1:1 line (cerardi Fig. 8);
+- :func:`plot_corner`: 1D and 2D marginals of one observation's posterior with the truth
+  (68% and 95% contours, cerardi Figs. 9-10);
+- :func:`plot_sbc_ranks`: SBC rank histograms with the 99% band of a uniform histogram
+  (cerardi Fig. A.1);
+- :func:`plot_tarp`: TARP expected coverage against credibility level;
+- :func:`plot_training_curves`: train and validation losses per epoch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from clustersbi.io import atomic_path  # noqa: E402
+
+__all__ = [
+    "plot_inference_products",
+    "plot_predicted_vs_true",
+    "plot_corner",
+    "plot_sbc_ranks",
+    "plot_tarp",
+    "plot_training_curves",
+]
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+    plt.close(fig)
+    return path
+
+
+def _grid(n: int) -> tuple[int, int]:
+    ncol = min(n, 3)
+    return int(np.ceil(n / ncol)), ncol
+
+
+def plot_predicted_vs_true(
+    pred: np.ndarray,
+    true: np.ndarray,
+    param_names: Sequence[str],
+    path: str | os.PathLike,
+    *,
+    pred_err: np.ndarray | None = None,
+    metrics: Mapping[str, Mapping[str, float]] | None = None,
+) -> Path:
+    """Scatter of pred (N, n_params) against true (N, n_params), one panel per parameter.
+
+    ``pred_err`` (N, n_params) adds error bars; ``metrics`` (name -> {r2, mare, ...}) is printed.
+    """
+    pred, true = np.asarray(pred), np.asarray(true)
+    nr, nc = _grid(len(param_names))
+    fig, axes = plt.subplots(nr, nc, figsize=(3.6 * nc, 3.4 * nr), squeeze=False)
+    for j, name in enumerate(param_names):
+        ax = axes.flat[j]
+        if pred_err is not None:
+            ax.errorbar(true[:, j], pred[:, j], yerr=np.asarray(pred_err)[:, j], fmt=".", ms=2, lw=0.5, alpha=0.5)
+        else:
+            ax.plot(true[:, j], pred[:, j], ".", ms=2, alpha=0.5)
+        lo, hi = float(np.min(true[:, j])), float(np.max(true[:, j]))
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        ax.set_xlabel(f"true {name}")
+        ax.set_ylabel(f"predicted {name}")
+        if metrics and name in metrics:
+            m = metrics[name]
+            ax.set_title(f"R$^2$={m.get('r2', np.nan):.3f}  $\\epsilon$={m.get('mare', np.nan):.3f}", fontsize=9)
+    for ax in list(axes.flat)[len(param_names):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _hpd_levels(h: np.ndarray, fractions=(0.68, 0.95)) -> list[float]:
+    flat = np.sort(h.ravel())[::-1]
+    cum = np.cumsum(flat) / flat.sum()
+    levels = [float(flat[min(np.searchsorted(cum, f), flat.size - 1)]) for f in fractions]
+    return sorted(set(levels))
+
+
+def plot_corner(
+    samples: np.ndarray,
+    param_names: Sequence[str],
+    path: str | os.PathLike,
+    *,
+    truth: np.ndarray | None = None,
+    bins: int = 30,
+) -> Path:
+    """Corner plot of posterior samples (S, n_params) with 68/95% contours and the truth."""
+    s = np.asarray(samples)
+    d = s.shape[1]
+    fig, axes = plt.subplots(d, d, figsize=(2.2 * d + 1, 2.2 * d + 1), squeeze=False)
+    for i in range(d):
+        for j in range(d):
+            ax = axes[i, j]
+            if j > i:
+                ax.set_visible(False)
+                continue
+            if i == j:
+                ax.hist(s[:, i], bins=bins, histtype="step", color="C0", density=True)
+                for q in np.quantile(s[:, i], [0.16, 0.84]):
+                    ax.axvline(q, color="C0", ls=":", lw=1)
+                if truth is not None:
+                    ax.axvline(truth[i], color="C3", lw=1)
+                ax.set_yticks([])
+            else:
+                h, xe, ye = np.histogram2d(s[:, j], s[:, i], bins=bins)
+                levels = _hpd_levels(h)
+                xc, yc = 0.5 * (xe[1:] + xe[:-1]), 0.5 * (ye[1:] + ye[:-1])
+                if len(levels) > 1 or levels[0] > 0:
+                    ax.contour(xc, yc, h.T, levels=levels + [h.max() + 1], colors=["C0", "C0"][: len(levels)])
+                ax.plot(s[:2000, j], s[:2000, i], ",", color="C0", alpha=0.2)
+                if truth is not None:
+                    ax.plot(truth[j], truth[i], "*", color="C3", ms=9)
+            if i == d - 1:
+                ax.set_xlabel(param_names[j])
+            if j == 0 and i > 0:
+                ax.set_ylabel(param_names[i])
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_sbc_ranks(
+    ranks: np.ndarray, n_samples: int, param_names: Sequence[str], path: str | os.PathLike, *, n_bins: int = 20
+) -> Path:
+    """Histograms of SBC ranks (B, n_params) in [0, n_samples], with the uniform 99% band."""
+    ranks = np.asarray(ranks)
+    b = ranks.shape[0]
+    nr, nc = _grid(len(param_names))
+    fig, axes = plt.subplots(nr, nc, figsize=(3.6 * nc, 3.0 * nr), squeeze=False)
+    edges = np.linspace(0, n_samples + 1, n_bins + 1)
+    lo, hi = stats.binom.ppf([0.005, 0.995], b, 1.0 / n_bins)
+    for j, name in enumerate(param_names):
+        ax = axes.flat[j]
+        ax.axhspan(lo, hi, color="0.85")
+        ax.axhline(b / n_bins, color="k", ls="--", lw=1)
+        ax.hist(ranks[:, j], bins=edges, histtype="step", color="C0")
+        ax.set_xlabel(f"rank of {name}")
+        ax.set_ylabel("count")
+    for ax in list(axes.flat)[len(param_names):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_tarp(ecp: Sequence[float], alpha: Sequence[float], path: str | os.PathLike, *, atc: float | None = None) -> Path:
+    """TARP expected coverage probability against credibility level (diagonal = calibrated)."""
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.plot([0, 1], [0, 1], "k--", lw=1)
+    ax.plot(np.asarray(alpha), np.asarray(ecp), color="C0")
+    ax.set_xlabel("credibility level")
+    ax.set_ylabel("expected coverage")
+    if atc is not None:
+        ax.set_title(f"TARP, ATC = {atc:.3f}", fontsize=10)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    return _save(fig, path)
+
+
+def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | os.PathLike, *, title: str = "") -> Path:
+    """Train and validation loss per epoch from a history (list of {epoch, train_loss, val_loss})."""
+    ep = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(ep, [h["train_loss"] for h in history], label="train")
+    ax.plot(ep, [h["val_loss"] for h in history], label="validation")
+    best = int(np.argmin([h["val_loss"] for h in history]))
+    ax.axvline(ep[best], color="k", ls=":", lw=1, label="best")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_inference_products(samples_file, calibration_file, compressor_history, npe_history, paths: Mapping[str, str]) -> None:
+    """Every inference plot of one training set from the evaluate stage's files.
+
+    Args:
+        samples_file: ``samples.h5`` (test samples, truths, compressed summaries, observation).
+        calibration_file: ``calibration.json`` (SBC ranks, TARP curve).
+        compressor_history, npe_history: training histories (CSV).
+        paths: output paths keyed ``predicted``, ``corner``, ``ranks``, ``tarp``, ``training``.
+    """
+    import json
+
+    import h5py
+    import pandas as pd
+
+    with h5py.File(samples_file, "r") as f:
+        names = [str(n) for n in f.attrs["param_names"]]
+        theta, compressed = f["test_theta"][()], f["test_compressed"][()]
+        obs = f["observation_samples"][()]
+        truth = f["observation_theta"][()] if "observation_theta" in f else None
+    calibration = json.loads(Path(calibration_file).read_text())
+    plot_predicted_vs_true(compressed, theta, names, paths["predicted"])
+    plot_corner(obs, names, paths["corner"], truth=truth)
+    plot_sbc_ranks(np.asarray(calibration["sbc_ranks"]), calibration["n_samples"], names, paths["ranks"])
+    plot_tarp(calibration["tarp_ecp"], calibration["tarp_alpha"], paths["tarp"], atc=calibration["tarp_atc"])
+    comp = pd.read_csv(compressor_history).to_dict("records")
+    npe = pd.read_csv(npe_history).to_dict("records")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, history, title in ((axes[0], comp, "compressor"), (axes[1], npe, "NPE")):
+        keys = [k for k in ("train_loss", "val_loss") if history and k in history[0]]
+        for key in keys:
+            ax.plot([h["epoch"] for h in history], [h[key] for h in history], label=key.replace("_loss", ""))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.set_title(title)
+        ax.legend()
+    _save(fig, paths["training"])
