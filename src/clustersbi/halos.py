@@ -37,6 +37,7 @@ __all__ = [
     "pinocchio_box_halos",
     "simulate_chunk",
     "read_halo_file",
+    "predicted_halo_counts",
 ]
 
 logger = logging.getLogger(__name__)
@@ -94,11 +95,14 @@ def _validation_spectra(run, box_mpc_h: float, omega_m: float) -> dict[str, np.n
     initial = density_power_spectrum(run.initial.density, box_mpc_h)
     final = density_power_spectrum(run.snapshots[-1].density, box_mpc_h)
     linear_growth = (growth_factor(run.snapshots[-1].a, omega_m) / growth_factor(run.initial.a, omega_m)) ** 2
+    density = run.snapshots[-1].density
     return {
         "pk_k": initial.k_h_mpc,
         "pk_initial": initial.pk_mpc_h3,
         "pk_final": final.pk_mpc_h3,
         "growth_ratio": final.pk_mpc_h3 / initial.pk_mpc_h3 / linear_growth,
+        # projected density (units of the mean) of a slab one eighth of the box deep
+        "density_slice": density[:, :, : max(1, density.shape[2] // 8)].mean(axis=2),
     }
 
 
@@ -254,3 +258,25 @@ def read_halo_file(path: str | Path) -> dict[int, tuple[pd.DataFrame, dict[str, 
             halos = pd.DataFrame({c: g[c][:] for c in HALO_COLUMNS})
             out[int(name[4:])] = (halos, h5_read_attrs(g))
     return out
+
+
+def predicted_halo_counts(
+    cosmo: Cosmology, mass_edges_msun_h: np.ndarray, z: float, volume_mpc3_h3: float, model: str = "watson13"
+) -> np.ndarray:
+    """Expected number of FoF halos per mass bin from a colossus mass-function fit.
+
+    Integrates dn/dlnM (FoF masses, ``mdef='fof'``; Watson et al. 2013 by default) over each
+    bin in ln M with 9-point trapezoids. Colossus uses its own Eisenstein & Hu spectrum
+    normalised to the same sigma_8.
+    """
+    from colossus.lss import mass_function
+
+    from .cosmology import colossus_cosmology
+
+    colossus_cosmology(cosmo)
+    counts = []
+    for lo, hi in zip(mass_edges_msun_h[:-1], mass_edges_msun_h[1:]):
+        m = np.geomspace(lo, hi, 9)
+        dn_dlnm = mass_function.massFunction(m, z, q_in="M", q_out="dndlnM", mdef="fof", model=model)
+        counts.append(np.trapezoid(dn_dlnm, np.log(m)) * volume_mpc3_h3)
+    return np.asarray(counts)

@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 from .plots_design import save_figure  # noqa: E402
 
 __all__ = [
+    "plot_simulation_validation",
     "plot_power_spectrum",
     "plot_mass_function",
     "plot_density_slice",
@@ -226,3 +227,40 @@ def plot_lightcone_slabs(slabs: Sequence, path, *, fov_deg2: float | None = None
     ax.set_ylabel(r"transverse [$h^{-1}$ Mpc]")
     ax.set_title(title or f"{len(slabs)} lightcone slabs", fontsize=9)
     save_figure(fig, path)
+
+
+def plot_simulation_validation(halo_file, linear_power_file, paths) -> None:
+    """Validation plots of the first simulation of a chunk's halo file.
+
+    Args:
+        halo_file: the chunk's halo file (:mod:`clustersbi.halos`).
+        linear_power_file: the chunk's CAMB file (linear P at z = 0 and the cosmology).
+        paths: output paths keyed ``power`` (P(k) vs CAMB linear and halofit with the
+            growth-ratio panel), ``mass_function`` (FoF vs Watson13) and ``slice``.
+    """
+    import h5py
+
+    from .cosmology import camb_power, read_linear_power
+    from .halos import predicted_halo_counts, read_halo_file
+    from .power import nyquist_frequency
+
+    index, (halos, attrs) = next(iter(read_halo_file(halo_file).items()))
+    cosmo, _ = read_linear_power(linear_power_file, index)
+    with h5py.File(halo_file, "r") as f:
+        g = f[f"sim_{index:06d}"]
+        k, pk, ratio, density = (g[n][()] for n in ("pk_k", "pk_final", "growth_ratio", "density_slice"))
+    box, z, n_mesh = float(attrs["box_mpc_h"]), float(attrs["z"]), int(attrs["n_mesh"])
+    linear = camb_power(cosmo, [z], k).pk_mpc3_h3[0]
+    halofit = camb_power(cosmo, [z], k, nonlinear=True).pk_mpc3_h3[0]
+    title = rf"simulation {index}: $\Omega_m$={cosmo.Omega_m:.3f}, $\sigma_8$={cosmo.sigma_8:.3f}, z={z:g}"
+    plot_power_spectrum(k, pk, linear, halofit, paths["power"], growth_ratio=ratio, halofit_ratio=pk / halofit,
+                        k_nyquist_h_mpc=nyquist_frequency(n_mesh, box), title=title)
+    mass = halos["mass_msun_h"].to_numpy()
+    m_particle = float(attrs["particle_mass_msun_h"])
+    edges = np.geomspace(mass.min() if mass.size else 20 * m_particle, 1.01 * (mass.max() if mass.size else 1e3 * m_particle), 9)
+    counts, _ = np.histogram(mass, edges)
+    predicted = predicted_halo_counts(cosmo, edges, z, box**3)
+    plot_mass_function(edges, counts, predicted, box**3, paths["mass_function"], model_label="Watson et al. (2013) FoF",
+                       particle_mass_msun_h=m_particle, title=title)
+    # the stored slice is already projected; a 3D array of depth one keeps the plotting code shared
+    plot_density_slice(density[:, :, None], box, paths["slice"], axis=2, thickness_cells=1, title=title)

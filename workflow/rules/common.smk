@@ -81,6 +81,10 @@ def inference_outputs():
 def scaling_outputs():
     """Training sets and plots of the scaling-relation analysis (summaries.smk)."""
     return [
+        *per_chunk("results/halos/chunk_{chunk}.h5"),
+        "results/plots/simulation_power.png",
+        "results/plots/halo_mass_function.png",
+        "results/plots/density_slice.png",
         *expand("results/training/{summary}.h5", summary=config["summaries"]["kinds"]),
         "results/plots/luminosity_functions.png",
         "results/plots/abundance.png",

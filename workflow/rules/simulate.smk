@@ -26,15 +26,14 @@ rule simulate:
 
 rule plot_simulations:
     input:
-        f"results/halos/chunk_{CHUNKS[0]}.h5",
+        halos=f"results/halos/chunk_{CHUNKS[0]}.h5",
+        linear_power=f"results/linear_power/chunk_{CHUNKS[0]}.h5",
     output:
-        report(
-            "results/plots/simulation_growth.png",
-            caption="../report/simulation_growth.rst",
-            category="Simulations",
-        ),
+        power=report("results/plots/simulation_power.png", caption="../report/simulation_power.rst", category="Simulations"),
+        mass_function=report("results/plots/halo_mass_function.png", caption="../report/halo_mass_function.rst", category="Simulations"),
+        slice=report("results/plots/density_slice.png", caption="../report/density_slice.rst", category="Simulations"),
     log:
-        "logs/plots/simulation_growth.log",
+        "logs/plots/simulations.log",
     threads: 1
     resources:
         mem_mb=2000,

@@ -1,0 +1,114 @@
+"""The LDL -> X-ray -> XOD chain of the workflow, run by Snakemake on tests/config/tiny_xod.yaml.
+
+Checks the content of what the chain produced against references computed here: the design
+table (theta, split), the summed map against the per-slab maps, the XOD against a direct
+count of each simulation's catalogue rows inside the bins.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from clustersbi.config import load_yaml, validate_config
+from clustersbi.design import DesignSpec, design_table
+
+pytestmark = pytest.mark.slow
+
+pytest.importorskip("sep")
+
+TARGETS = (
+    "results/training/xod.h5",
+    "results/plots/xray_slab_map.png",
+    "results/plots/xray_lightcone_map.png",
+    "results/plots/xray_cr_hr_dndz.png",
+    "results/plots/xod_slices.png",
+)
+#: the summed lightcone map vs the sum of its float32 slab maps
+SUMMED_MAP_RTOL = 1e-5
+PNG_MAGIC = b"\x89PNG"
+
+
+@pytest.fixture(scope="module")
+def tiny_xod(repo):
+    return validate_config(load_yaml(repo / "tests" / "config" / "tiny_xod.yaml"), repo / "workflow" / "schemas" / "config.schema.yaml")
+
+
+@pytest.fixture(scope="module")
+def xod_run(repo, tmp_path_factory):
+    """The tiny XOD chain up to the XOD training set and the X-ray figures."""
+    workdir = tmp_path_factory.mktemp("tiny_xod_run")
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(repo / "tests" / "config" / "tiny_xod.yaml"), "--cores", "2", *TARGETS]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return workdir
+
+
+def in_bins(cat: pd.DataFrame, bins: dict) -> np.ndarray:
+    """Rows inside every axis range (edges inclusive, as numpy.histogramdd's last bin)."""
+    log_cr = np.log10(cat["CR"].to_numpy(float))
+    ok = np.ones(len(cat), bool)
+    for values, axis in ((log_cr, "log_cr"), (cat["HR"].to_numpy(float), "hr"), (cat["z"].to_numpy(float), "z")):
+        ok &= (values >= bins[axis]["low"]) & (values <= bins[axis]["high"])
+    return ok
+
+
+def test_training_set_matches_design(xod_run, tiny_xod):
+    from clustersbi.compress.data import load_training_set
+
+    ts = load_training_set(xod_run / "results" / "training" / "xod.h5")
+    table = design_table(DesignSpec.from_config(tiny_xod))
+    names = [p["name"] for p in tiny_xod["priors"]["cosmology"] + tiny_xod["priors"]["astrophysics"]]
+    assert ts.param_names == names
+    np.testing.assert_allclose(ts.theta, table[names].to_numpy(), rtol=1e-12)
+    assert list(ts.split) == list(table["split"])
+    b = tiny_xod["xod"]["bins"]
+    assert ts.x.shape == (len(table), b["log_cr"]["n"], b["hr"]["n"], b["z"]["n"])
+
+
+def test_xod_counts_equal_catalogue_rows_in_range(xod_run, tiny_xod):
+    from clustersbi.compress.data import load_training_set
+    from clustersbi.detect import catalogue_from_h5
+
+    ts = load_training_set(xod_run / "results" / "training" / "xod.h5")
+    n_lc = tiny_xod["simulation"]["lightcone"]["n_lightcones"]
+    counted = {}
+    for path in sorted((xod_run / "results" / "xray" / "catalogs").glob("chunk_*.h5")):
+        with h5py.File(path, "r") as f:
+            for sim in f:
+                lcs = sorted(f[sim])
+                assert len(lcs) == n_lc, f"{path.name}/{sim}: {len(lcs)} lightcones, config says {n_lc}"
+                cats = [catalogue_from_h5(f[sim][lc]) for lc in lcs]
+                for cat in cats:
+                    assert (cat["CR"] > tiny_xod["detection"]["cr_cut_cts_s"]).all(), cat["CR"].min()
+                counted[int(sim[4:])] = int(sum(in_bins(c, tiny_xod["xod"]["bins"]).sum() for c in cats))
+    got = ts.x.reshape(len(ts.x), -1).sum(axis=1)
+    expected = np.array([counted[i] for i in range(len(ts.x))])
+    np.testing.assert_array_equal(got, expected, err_msg=f"XOD totals {got} vs catalogue rows in range {expected}")
+    assert expected.sum() > 0, "no detection in range in the whole tiny run"
+
+
+def test_maps_per_slab_and_summed(xod_run, tiny_xod):
+    lc_cfg = tiny_xod["simulation"]["lightcone"]
+    with h5py.File(xod_run / "results" / "xray" / "maps" / "chunk_00000.h5", "r") as f:
+        n_pix = int(f.attrs["n_pix"])
+        assert n_pix == round(np.sqrt(lc_cfg["fov_deg2"]) * 60 / tiny_xod["xray"]["pixel_arcmin"])
+        g = f["sim_000000/lc_00"]
+        rates, summed = g["rate_cts_s"][()].astype(float), g["summed_cts_s"][()].astype(float)
+        assert rates.shape == (lc_cfg["n_slabs"], 2, n_pix, n_pix)
+        assert np.all(np.diff(g["z_lo"][()]) > 0) and g["z_lo"][0] == pytest.approx(lc_cfg["z_min"], abs=1e-3)
+    np.testing.assert_allclose(rates.sum(axis=0), summed, rtol=SUMMED_MAP_RTOL, atol=1e-12)
+    assert summed.sum() > 0 and np.all(np.isfinite(summed))
+
+
+def test_xray_figures_written(xod_run):
+    for target in TARGETS[1:]:
+        path = xod_run / target
+        assert path.read_bytes()[:4] == PNG_MAGIC, f"{target} is not a PNG"
+        assert path.stat().st_size > 5000, f"{target}: {path.stat().st_size} bytes"
