@@ -155,3 +155,15 @@ def test_spec_rejects_bad_values(kwargs, message):
 def test_prior_rejects_inverted_bounds():
     with pytest.raises(ValueError, match="'Omega_m'.*low"):
         Prior("Omega_m", "", "uniform", 0.5, 0.1)
+
+
+def test_inner_rows_computed_in_the_job_match_the_dag_time_design():
+    from clustersbi.design import chunk_inner_rows
+
+    spec = make_spec(n=20, n_inner=4, chunk=8)
+    light = chunk_design(spec, 1, with_inner=False)
+    assert light["inner"] == []
+    assert chunk_inner_rows(light) == chunk_design(spec, 1)["inner"]
+    # a changed inner prior changes the light design too (Snakemake's params trigger)
+    changed = DesignSpec(**{**vars(spec), "inner": (Prior("a_X", "a_X", "uniform", -1.6, -1.2), spec.inner[1])})
+    assert chunk_design(changed, 1, with_inner=False) != light

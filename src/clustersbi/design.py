@@ -44,6 +44,7 @@ __all__ = [
     "n_chunks",
     "chunk_indices",
     "chunk_design",
+    "chunk_inner_rows",
     "design_table",
     "SPLITS",
 ]
@@ -258,16 +259,22 @@ def chunk_indices(spec: DesignSpec, chunk: int) -> range:
     return range(start, min(start + spec.chunk_size, spec.n_simulations))
 
 
-def chunk_design(spec: DesignSpec, chunk: int) -> dict[str, Any]:
+def chunk_design(spec: DesignSpec, chunk: int, with_inner: bool = True) -> dict[str, Any]:
     """The chunk's design as plain Python values (for Snakemake ``params``).
 
     Returns a dict with ``indices``, ``seeds``, ``splits``, ``outer_names``, ``outer``
-    (list of rows), ``inner_names`` and ``inner`` (per simulation, ``n_inner`` rows).
-    Plain lists of floats keep Snakemake's params-change detection exact.
+    (list of rows), ``inner_names``, ``inner`` (per simulation, ``n_inner`` rows) and what
+    defines the inner sequences (``inner_priors``, ``n_inner``, ``seed``). Plain lists of
+    floats keep Snakemake's params-change detection exact.
+
+    With ``with_inner=False`` the inner rows are left out (``inner`` is empty): building one
+    scrambled Sobol engine per simulation costs ~1 ms, too much at DAG time for 10^4-10^5
+    simulations. The inner rows are a pure function of the other entries, so a job computes
+    them with :func:`chunk_inner_rows`, and a changed inner prior still changes the params.
     """
     idx = chunk_indices(spec, chunk)
     outer = outer_parameters(spec, idx.start, idx.stop)
-    return {
+    design = {
         "chunk": chunk,
         "indices": list(idx),
         "seeds": [simulation_seed(spec.seed, i) for i in idx],
@@ -275,8 +282,25 @@ def chunk_design(spec: DesignSpec, chunk: int) -> dict[str, Any]:
         "outer_names": [p.name for p in spec.outer],
         "outer": [[float(v) for v in row] for row in outer],
         "inner_names": [p.name for p in spec.inner],
-        "inner": [[[float(v) for v in row] for row in inner_parameters(spec, i)] for i in idx] if spec.inner else [],
+        "inner_priors": [vars(p).copy() for p in spec.inner],
+        "n_inner": spec.n_inner,
+        "seed": spec.seed,
+        "inner": [],
     }
+    if with_inner:
+        design["inner"] = chunk_inner_rows(design)
+    return design
+
+
+def chunk_inner_rows(design: Mapping[str, Any]) -> list[list[list[float]]]:
+    """Inner parameter rows of every simulation of a chunk design (empty without nesting)."""
+    priors = tuple(Prior(**p) for p in design["inner_priors"])
+    if not priors:
+        return []
+    spec = DesignSpec(outer=(), inner=priors, n_simulations=max(design["indices"]) + 1,
+                      n_inner=int(design["n_inner"]), chunk_size=1, seed=int(design["seed"]),
+                      split_fractions=(1.0, 0.0, 0.0, 0.0))
+    return [[[float(v) for v in row] for row in inner_parameters(spec, i)] for i in design["indices"]]
 
 
 def design_table(spec: DesignSpec) -> pd.DataFrame:

@@ -53,6 +53,7 @@ class SimulationSettings:
     a_init: float
     n_steps: int
     z_snapshot: float
+    force_mesh_factor: int
     fof_linking_length: float
     fof_min_particles: int
 
@@ -65,6 +66,7 @@ class SimulationSettings:
             a_init=float(sim["a_init"]),
             n_steps=int(sim["n_steps"]),
             z_snapshot=float(sim["z_snapshot"]),
+            force_mesh_factor=int(sim["force_mesh_factor"]),
             fof_linking_length=float(sim["fof"]["linking_length"]),
             fof_min_particles=int(sim["fof"]["min_particles"]),
         )
@@ -122,6 +124,7 @@ def jaxpm_box_halos(
         cosmo, linear.k_h_mpc, linear.pk_mpc3_h3[z0],
         box_mpc_h=settings.box_mpc_h, n_mesh=settings.n_mesh, z_snapshot=settings.z_snapshot,
         seed=seed, a_init=settings.a_init, n_steps=settings.n_steps, keep_particles=True,
+        force_mesh_factor=settings.force_mesh_factor,
     )
     snap = run.snapshots[-1]
     n_particles = settings.n_mesh**3

@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .design import SeedStream, derive_seed
+from .design import SeedStream, chunk_inner_rows, derive_seed
 from .fields import overdensity_variants
 from .halos import read_halo_file
 from .io import atomic_path, h5_read_attrs, h5_write_attrs
@@ -134,7 +134,8 @@ def summarise_chunk(
 
     halos_by_index = read_halo_file(halo_file)
     inner_names = design["inner_names"]
-    n_inner = len(design["inner"][0]) if design["inner"] else 1
+    inner_rows = design["inner"] or chunk_inner_rows(design)
+    n_inner = len(inner_rows[0]) if inner_rows else 1
     outer_names = design["outer_names"]
     with contextlib.ExitStack() as stack:
         cat_out = stack.enter_context(h5py.File(stack.enter_context(atomic_path(catalogue_file)), "w"))
@@ -142,7 +143,7 @@ def summarise_chunk(
         for pos, index in enumerate(tqdm(design["indices"], desc=f"summaries chunk {design['chunk']}")):
             halos, attrs = halos_by_index[index]
             for j in range(n_inner):
-                inner_row = design["inner"][pos][j] if design["inner"] else []
+                inner_row = inner_rows[pos][j] if inner_rows else []
                 mlx = mock_mlx_parameters(inner_names, inner_row, scaling["fiducial"])
                 mock = index * n_inner + j
                 seed = derive_seed(global_seed, SeedStream.SCALING_SCATTER, index, j)

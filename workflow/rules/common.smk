@@ -27,8 +27,11 @@ CHUNKS = [f"{c:05d}" for c in range(n_chunks(DESIGN))]
 
 @functools.lru_cache(maxsize=None)
 def design_of_chunk(chunk):
-    """The chunk's parameters, seeds and splits, computed at DAG time (rule params)."""
-    return chunk_design(DESIGN, int(chunk))
+    """The chunk's parameters, seeds and splits, computed at DAG time (rule params).
+
+    Inner (nested) rows are computed by the jobs themselves (design.chunk_inner_rows).
+    """
+    return chunk_design(DESIGN, int(chunk), with_inner=False)
 
 
 def chunk_params(wildcards):
