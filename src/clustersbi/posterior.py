@@ -38,6 +38,7 @@ __all__ = [
     "train_npe_stage",
     "observation_summary",
     "evaluate_npe_stage",
+    "tune_compressor_stage",
 ]
 
 logger = logging.getLogger(__name__)
@@ -214,3 +215,18 @@ def evaluate_npe_stage(compressed_file, npe_file, infer: Mapping[str, Any], out_
     write_json(out / "metrics.json", metrics)
     with atomic_path(out / "metrics.csv") as tmp:
         pd.DataFrame(metrics["per_parameter"]).T.rename_axis("parameter").to_csv(tmp)
+
+
+def tune_compressor_stage(training_file, summary: str, compress: Mapping[str, Any], out_dir) -> None:
+    """Optuna search over the mls paper's Table 1 space for one training set's compressor.
+
+    Writes ``tuning.json`` (best trial and its configuration) in ``out_dir``; copy the values
+    you adopt into the config's ``compress`` section.
+    """
+    from .compress.train import tune_compressor
+
+    tune = compress["tune"]
+    tune_compressor(
+        load_training_set(training_file), compressor_config(summary, compress), out_dir,
+        n_trials=int(tune["n_trials"]), n_startup_trials=int(tune["n_startup_trials"]), seed=int(compress["seed"]),
+    )

@@ -43,3 +43,24 @@ rule compress:
         "../../envs/learn.yaml"
     script:
         "../scripts/compress.py"
+
+
+# Optional, not part of the default target: snakemake results/tuning/{summary}/tuning.json
+rule tune_compressor:
+    input:
+        "results/training/{summary}.h5",
+    output:
+        "results/tuning/{summary}/tuning.json",
+    params:
+        compress=canonical(config["compress"]),
+        out_dir=lambda wc: f"results/tuning/{wc.summary}",
+    log:
+        "logs/compress/tune_{summary}.log",
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=1440,
+    conda:
+        "../../envs/learn.yaml"
+    script:
+        "../scripts/tune_compressor.py"
