@@ -87,6 +87,7 @@ def check_semantics(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"design.splits: fractions must sum to 1, got {total}")
         if design["splits"].get("train", 0) <= 0:
             raise ConfigError("design.splits.train: must be > 0")
+    _check_inference_summaries(config)
     if design.get("nested") and not config.get("priors", {}).get("astrophysics"):
         raise ConfigError("design.nested: a nested design needs priors.astrophysics")
     if not design.get("nested", True) and design.get("n_inner", 1) != 1:
@@ -106,6 +107,19 @@ def load_schema(path: str | Path) -> dict[str, Any]:
                 raise ConfigError(f"schema section {section_file.name} redefines '{key}'")
             schema["properties"][key] = sub
     return schema
+
+
+def _check_inference_summaries(config: Mapping[str, Any]) -> None:
+    """Every inferred training set must be one the configured analysis produces."""
+    analysis = config.get("analysis", "scaling")
+    produced = set(config.get("summaries", {}).get("kinds", [])) if analysis == "scaling" else {"xod"}
+    for i, name in enumerate(config.get("inference", {}).get("summaries", [])):
+        missing = sorted(set(name.split("+")) - produced)
+        if missing:
+            raise ConfigError(
+                f"inference.summaries[{i}]: '{name}' needs {missing}, which analysis '{analysis}' does not produce "
+                f"(it produces {sorted(produced)})"
+            )
 
 
 def validate_config(config: dict[str, Any], schema: Mapping[str, Any] | str | Path) -> dict[str, Any]:

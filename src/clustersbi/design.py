@@ -62,6 +62,7 @@ class SeedStream:
     SCALING_SCATTER = 4
     LIGHTCONE = 5
     NETWORK = 6
+    LDL_TRAINING = 7
 
 
 def derive_seed(global_seed: int, stream: int, *indices: int) -> int:

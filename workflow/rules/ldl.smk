@@ -1,1 +1,109 @@
-# ldl stage rules (analysis: ldl).
+# ldl stage rules (analysis: ldl): dark-matter lightcone slabs per chunk, the extended LDL
+# trained once (cerardi Fig. 1), and n_e, T painted on every slab.
+
+
+rule simulate_lightcone:
+    input:
+        "results/linear_power/chunk_{chunk}.h5",
+    output:
+        particles=intermediate("results/particles/chunk_{chunk}.h5"),
+    params:
+        design=chunk_params,
+        seed=config["seed"],
+        simulation=canonical(config["simulation"]),
+    log:
+        "logs/simulate_lightcone/chunk_{chunk}.log",
+    benchmark:
+        "results/benchmarks/simulate_lightcone/chunk_{chunk}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../../envs/simulate.yaml"
+    script:
+        "../scripts/simulate_lightcone.py"
+
+
+rule train_ldl:
+    output:
+        ne="results/models/ldl/ne.npz",
+        t="results/models/ldl/t.npz",
+        history="results/models/ldl/history.csv",
+        summary="results/models/ldl/training_summary.json",
+        heldout="results/models/ldl/heldout.npz",
+    params:
+        ldl=canonical(config["ldl"]),
+        simulation=canonical(
+            {k: config["simulation"][k] for k in ("a_init", "n_steps", "lightcone")}
+        ),
+        fiducial=canonical(config["cosmology"]["fiducial"]),
+        priors=canonical(config["priors"]),
+        seed=config["seed"],
+    log:
+        "logs/train_ldl/train_ldl.log",
+    benchmark:
+        "results/benchmarks/train_ldl/train_ldl.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        "../../envs/ldl.yaml"
+    script:
+        "../scripts/train_ldl.py"
+
+
+rule paint_gas:
+    input:
+        particles="results/particles/chunk_{chunk}.h5",
+        ne="results/models/ldl/ne.npz",
+        t="results/models/ldl/t.npz",
+    output:
+        gas=intermediate("results/gas/chunk_{chunk}.h5"),
+    params:
+        design=chunk_params,
+    log:
+        "logs/paint_gas/chunk_{chunk}.log",
+    benchmark:
+        "results/benchmarks/paint_gas/chunk_{chunk}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../../envs/ldl.yaml"
+    script:
+        "../scripts/paint_gas.py"
+
+
+rule plot_ldl:
+    input:
+        heldout="results/models/ldl/heldout.npz",
+        history="results/models/ldl/history.csv",
+    output:
+        ne_rho=report(
+            "results/plots/ldl_ne_rho.png",
+            caption="../report/ldl_ne_rho.rst",
+            category="LDL",
+        ),
+        slices=report(
+            "results/plots/ldl_slices.png",
+            caption="../report/ldl_slices.rst",
+            category="LDL",
+        ),
+        training=report(
+            "results/plots/ldl_training.png",
+            caption="../report/ldl_training.rst",
+            category="LDL",
+        ),
+    log:
+        "logs/plots/ldl.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/ldl.yaml"
+    script:
+        "../scripts/plot_ldl.py"

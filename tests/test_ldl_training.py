@@ -1,0 +1,172 @@
+"""The staged LDL training and the gas painting of lightcone slabs (clustersbi.ldl_training).
+
+References: clustersbi.ldl's cubic-box model (tested on its own against finite differences and
+injected models), exact symmetries of a periodic model (a box tiled twice paints a tiled
+field), the cosmic mean electron density (analytic), and the synthetic target's own response
+to a feedback parameter.
+"""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+jax = pytest.importorskip("jax")
+pytest.importorskip("optax")
+pytest.importorskip("jaxpm")
+pytest.importorskip("camb")
+
+import jax.numpy as jnp  # noqa: E402
+
+from clustersbi import gas, ldl  # noqa: E402
+from clustersbi.ldl_training import (  # noqa: E402
+    LDLPainter,
+    ThetaSpace,
+    heldout_metrics,
+    ldl_forward_box,
+    paint_gas_chunk,
+    train_ldl_models,
+)
+from clustersbi.design import Prior  # noqa: E402
+
+# ---- tolerances (measured values in comments, 2-core CPU)
+CUBE_RTOL = 1e-4  # rectangular-box code vs clustersbi.ldl in a cube (float32 FFT order)
+TILE_RTOL = 1e-3  # field of a twice-tiled box vs the tiled field of one box
+DEVIATION_CORR_MIN = 0.3  # held-out correlation of deviations (paper 0.56)
+EMISSIVITY_L1_MAX = 1.0  # held-out sum|eps_LDL - eps| / sum eps
+MEAN_NE_FACTOR = 2.0  # painted box-mean n_e within this factor of the cosmic mean
+
+FIDUCIAL = {"Omega_m": 0.3, "sigma_8": 0.8, "h": 0.7, "n_s": 0.96, "Omega_b": 0.049}
+PRIORS = {
+    "cosmology": [{"name": "Omega_m", "label": "O", "distribution": "uniform", "low": 0.29, "high": 0.31}],
+    "astrophysics": [{"name": "A_AGN1", "label": "A", "distribution": "loguniform", "low": 0.25, "high": 4.0}],
+}
+LIGHTCONE = {"z_min": 0.1, "z_max": 0.3, "n_slabs": 2, "fov_deg2": 1.0, "cell_mpc_h": 1.5, "n_lightcones": 1}
+SIMULATION = {"a_init": 0.1, "n_steps": 6, "lightcone": LIGHTCONE}
+LDL_CFG = {
+    "source": "synthetic", "n_layers": 2, "n_spline": 2, "alpha_init": -0.5, "smoothing_n": 1.0,
+    "test_frac": 0.44, "t_floor_k": 1.0e4,
+    "training": {"n_mesh": 16, "z_base": 0.21, "n_varied": 1, "n_feedback": 3, "n_t_redshifts": 1, "base_iterations": 15,
+                 "conditioning_steps": 60, "redshift_steps": 10, "learning_rate": 2e-2, "mlp_hidden": [16]},
+    "synthetic": {"r_gas0_mpc_h": 1.5, "delta_dep0": 5.0, "beta_dep": 0.5, "r_phi_mpc_h": 1.0,
+                  "t_igm_k": 1.0e4, "t_fb0_k": 1.0e5},
+    "camels": {"snapshots": []},
+}
+
+
+@pytest.fixture(scope="module")
+def particles():
+    return jnp.asarray(gas.zeldovich_particles(3, 16, 32.0, sigma_disp_mpc_h=2.0))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ldl_models")
+    summary = train_ldl_models(LDL_CFG, SIMULATION, FIDUCIAL, PRIORS, 9, out)
+    return out, summary
+
+
+def test_rectangular_forward_equals_cubic_model(particles):
+    params = ldl.init_params(2, 2, alpha=-0.4, mu=1.3, k_nyquist=np.pi * 16 / 32.0)
+    ref = np.asarray(ldl.ldl_forward(params, particles, (16, 16, 16), 32.0))
+    got = np.asarray(ldl_forward_box(params, particles, (16, 16, 16), (32.0, 32.0, 32.0)))
+    err = float(np.abs(got - ref).max() / np.abs(ref).max())
+    assert err < CUBE_RTOL, f"max relative difference {err:.2e}"
+
+
+def test_rectangular_forward_of_a_tiled_box_is_tiled(particles):
+    params = ldl.init_params(2, 2, alpha=-0.4, mu=1.3, k_nyquist=np.pi * 16 / 32.0)
+    one = np.asarray(ldl_forward_box(params, particles, (16, 16, 16), (32.0, 32.0, 32.0)))
+    twice = jnp.concatenate([particles, particles + jnp.array([0.0, 0.0, 32.0])])
+    two = np.asarray(ldl_forward_box(params, twice, (16, 16, 32), (32.0, 32.0, 64.0)))
+    err = float(np.abs(two - np.concatenate([one, one], axis=2)).max() / np.abs(one).max())
+    assert err < TILE_RTOL, f"tiled box differs by {err:.2e} (relative)"
+
+
+def test_theta_space_normalises_log_priors():
+    priors = [Prior.from_mapping(p) for p in PRIORS["cosmology"] + PRIORS["astrophysics"]]
+    space = ThetaSpace.from_priors(priors, {"Omega_m": 0.3, "A_AGN1": 1.0})
+    th = space.normalised({"Omega_m": 0.31, "A_AGN1": 4.0})
+    np.testing.assert_allclose(th, [1.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(space.normalised({"Omega_m": 0.29}), [-1.0, 0.0], atol=1e-6)  # A_AGN1 fiducial 1
+    assert ThetaSpace.from_config(space.to_config()) == space
+
+
+def test_heldout_metrics_of_a_perfect_painting():
+    rng = np.random.default_rng(1)
+    rho = rng.lognormal(0.0, 1.0, 4096)
+    ne = rho**0.8 * rng.lognormal(0.0, 0.3, rho.size)
+    t = rho**0.5
+    m = heldout_metrics(rho, ne, t, ne, t)
+    assert m["deviation_correlation"] == pytest.approx(1.0, abs=1e-12)
+    assert m["emissivity_l1"] == 0.0 and m["emissivity_total"] == pytest.approx(0.0, abs=1e-12)
+    assert m["slope_true"] == pytest.approx(0.8, abs=0.03), m["slope_true"]
+
+
+def test_trained_models_reload_and_meet_heldout_metrics(trained):
+    out, summary = trained
+    for name in ("ne.npz", "t.npz", "history.csv", "training_summary.json", "heldout.npz"):
+        assert (out / name).stat().st_size > 0, name
+    params, config = ldl.load_model(out / "t.npz")
+    assert config["ldl"] == LDL_CFG and config["field"] == "t"
+    assert np.asarray(params["mlps"][0]["w"]).shape[0] == len(config["z_nodes"]) == 1
+    history = pd.read_csv(out / "history.csv")
+    stages = list(dict.fromkeys(history["stage"]))
+    assert stages[:4] == ["base_ne", "base_t", "conditioning_ne", "conditioning_t"], stages
+    assert stages[4].startswith("redshift_t_z")
+    for stage in stages[:2]:
+        h = history[history["stage"] == stage]
+        assert h["best_val"].iloc[-1] < h["loss_val"].iloc[0], f"{stage} did not improve"
+    c = summary["metrics_heldout"]["conditioned"]
+    print(f"held-out: deviation correlation {c['deviation_correlation']:.3f} (paper 0.56), "
+          f"emissivity L1 {c['emissivity_l1']:.3f}, total {c['emissivity_total']:+.3f}; "
+          f"feedback response {summary['metrics_heldout'].get('feedback_response')}; "
+          f"timings {summary['timings_s']}")
+    assert c["deviation_correlation"] > DEVIATION_CORR_MIN, c
+    assert c["emissivity_l1"] < EMISSIVITY_L1_MAX, c
+    with np.load(out / "heldout.npz") as h:  # painted box mean vs the cosmic mean (analytic)
+        ratio = float(h["ne_ldl_cm3"].mean() / gas.mean_electron_density(FIDUCIAL["Omega_b"], FIDUCIAL["h"]))
+    assert 1 / MEAN_NE_FACTOR < ratio < MEAN_NE_FACTOR, f"held-out mean n_e / cosmic mean = {ratio:.3f}"
+
+
+def test_painted_ne_follows_the_feedback_direction_of_the_target(trained):
+    _, summary = trained
+    resp = summary["metrics_heldout"]["feedback_response"]
+    assert resp["dense_ne_change_target"] < 0, resp  # the synthetic model depletes dense gas
+    assert resp["dense_ne_change_ldl"] < 0, f"conditioned LDL moves the wrong way: {resp}"
+
+
+def test_paint_gas_chunk_writes_the_gas_contract(trained, tmp_path):
+    out, _ = trained
+    rng = np.random.default_rng(4)
+    mesh, cell = (6, 6, 9), LIGHTCONE["cell_mpc_h"]
+    box = np.array(mesh) * cell
+    design = {"chunk": 0, "indices": [12], "outer_names": ["Omega_m", "A_AGN1"], "outer": [[0.3, 2.0]]}
+    lattice = (np.stack(np.meshgrid(*[np.arange(n) for n in mesh], indexing="ij"), -1).reshape(-1, 3) + 0.5) * cell
+    pos = np.mod(lattice + rng.normal(0, 0.7, lattice.shape), box).astype(np.float32)
+    with h5py.File(tmp_path / "particles.h5", "w") as f:
+        g_sim = f.create_group("sim_000012")
+        g_sim.attrs.update({"index": 12, "seed": 1, "split": "test", "param_Omega_m": 0.3, "param_A_AGN1": 2.0,
+                            "omega_m": 0.3, "h": 0.7})
+        g_lc = g_sim.create_group("lc_00")
+        g_lc.attrs["lightcone"] = 0
+        g = g_lc.create_group("slab_00")
+        g["positions_mpc_h"] = pos
+        g.attrs.update({"index": 0, "z_centre": 0.2, "box_mpc_h": box, "mesh_shape": np.array(mesh),
+                        "cell_mpc_h": cell, "los_axis": 2})
+    paint_gas_chunk(tmp_path / "particles.h5", out, design, tmp_path / "gas.h5")
+    with h5py.File(tmp_path / "gas.h5", "r") as f:
+        g = f["sim_000012/lc_00/slab_00"]
+        ne, t = g["ne_cm3"][:], g["t_k"][:]
+        assert ne.shape == t.shape == mesh and ne.dtype == t.dtype == np.float32
+        assert np.all(np.isfinite(ne)) and np.all(np.isfinite(t))
+        assert ne.min() >= 0 and t.min() >= LDL_CFG["t_floor_k"], (ne.min(), t.min())
+        assert g.attrs["z_centre"] == 0.2 and list(g.attrs["mesh_shape"]) == list(mesh)
+        assert f["sim_000012"].attrs["omega_m"] == 0.3 and f["sim_000012"].attrs["h"] == 0.7
+    # the painter itself: T follows the redshift nodes, n_e does not depend on z
+    painter = LDLPainter(out)
+    ne1, _ = painter.paint(pos, mesh, box, {"Omega_m": 0.3, "A_AGN1": 2.0}, 0.1)
+    ne2, _ = painter.paint(pos, mesh, box, {"Omega_m": 0.3, "A_AGN1": 2.0}, 0.3)
+    np.testing.assert_array_equal(ne1, ne2)

@@ -1,0 +1,114 @@
+"""The lightcone stage per chunk (clustersbi.lightcone): particle-file layout, geometry and seeds.
+
+References: astropy's comoving distances (slab edges), the one-particle-per-cell lattice
+(particle counts), and clustersbi.simulate's own single-slab runs (seeds, reproducibility).
+"""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+pytest.importorskip("jaxpm")
+astropy_cosmology = pytest.importorskip("astropy.cosmology")
+
+from clustersbi.cosmology import Cosmology, LinearPower, write_linear_power  # noqa: E402
+from clustersbi.lightcone import LOS_AXIS, lightcone_seed, simulate_lightcone_chunk  # noqa: E402
+from clustersbi.simulate import derive_seed as slab_seed  # noqa: E402
+from clustersbi.simulate import lightcone_slab_geometry, simulate_lightcone_slabs  # noqa: E402
+
+# ---- tolerances
+CHI_RTOL = 1e-4  # slab edges vs astropy FlatLambdaCDM (Tcmb0 = 0: no radiation, as ours)
+SAME_RUN_ATOL_MPC_H = 1e-4  # a slab regenerated alone, same seed, same CPU
+
+GLOBAL_SEED = 5
+LIGHTCONE = {"z_min": 0.1, "z_max": 0.3, "n_slabs": 2, "fov_deg2": 1.0, "cell_mpc_h": 3.0, "n_lightcones": 2}
+SIMULATION = {"a_init": 0.1, "n_steps": 4, "lightcone": LIGHTCONE}
+
+
+def _power_law_spectrum(cosmo: Cosmology, pk_scale: float = 1.0) -> LinearPower:
+    """A smooth, positive linear P(k) at z = 0 [(Mpc/h)^3] (shape of a CDM spectrum, no CAMB)."""
+    k = np.geomspace(1e-3, 10.0, 128)
+    pk = pk_scale * 2.0e4 * (k / 0.02) / (1.0 + (k / 0.02) ** 2.6)
+    return LinearPower(k_h_mpc=k, redshifts=np.array([0.0]), pk_mpc3_h3=pk[None, :], sigma_8=cosmo.sigma_8, a_s=2e-9)
+
+
+def _design(indices, rows):
+    return {
+        "chunk": 0, "indices": list(indices), "seeds": [100 + i for i in indices],
+        "splits": ["train"] * len(indices), "outer_names": ["Omega_m", "sigma_8", "A_AGN1"],
+        "outer": [list(r) for r in rows], "inner_names": [], "inner": [],
+    }
+
+
+def _linear_power_file(path, design, pk_scale=1.0):
+    cosmos = [Cosmology(Omega_m=r[0], sigma_8=r[1]) for r in design["outer"]]
+    write_linear_power(path, design, cosmos, [_power_law_spectrum(c, pk_scale) for c in cosmos])
+    return cosmos
+
+
+@pytest.fixture(scope="module")
+def particle_file(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("lightcone")
+    design = _design([3], [[0.28, 0.8, 2.0]])
+    cosmos = _linear_power_file(tmp / "lp.h5", design)
+    simulate_lightcone_chunk(tmp / "lp.h5", design, SIMULATION, GLOBAL_SEED, tmp / "particles.h5")
+    return tmp, design, cosmos[0]
+
+
+def test_layout_and_geometry_match_the_slab_geometry(particle_file):
+    tmp, design, cosmo = particle_file
+    slabs = lightcone_slab_geometry(0.1, 0.3, 2, 1.0, cosmo.Omega_m)
+    astro = astropy_cosmology.FlatLambdaCDM(H0=100.0, Om0=cosmo.Omega_m, Tcmb0=0.0)
+    with h5py.File(tmp / "particles.h5", "r") as f:
+        assert sorted(f) == ["sim_000003"]
+        g_sim = f["sim_000003"]
+        assert g_sim.attrs["index"] == 3 and g_sim.attrs["seed"] == 103 and g_sim.attrs["split"] == "train"
+        assert g_sim.attrs["param_A_AGN1"] == 2.0 and g_sim.attrs["omega_m"] == pytest.approx(0.28)
+        assert sorted(g_sim) == ["lc_00", "lc_01"]
+        for lc in (0, 1):
+            assert g_sim[f"lc_{lc:02d}"].attrs["seed"] == lightcone_seed(GLOBAL_SEED, 3, lc)
+            assert sorted(g_sim[f"lc_{lc:02d}"]) == ["slab_00", "slab_01"]
+            for slab in slabs:
+                g = g_sim[f"lc_{lc:02d}/slab_{slab.index:02d}"]
+                a = g.attrs
+                for key in ("chi_lo", "chi_hi", "z_lo", "z_hi", "z_centre", "depth_mpc_h", "width_mpc_h"):
+                    assert a[key] == pytest.approx(getattr(slab, key), rel=1e-12), key
+                for key, z in (("chi_lo", a["z_lo"]), ("chi_hi", a["z_hi"])):
+                    ref = astro.comoving_distance(z).value  # Mpc with H0 = 100: Mpc/h
+                    assert abs(a[key] / ref - 1) < CHI_RTOL, f"{key}: {a[key]} vs astropy {ref}"
+                mesh = np.asarray(a["mesh_shape"])
+                expect = [np.ceil(slab.width_mpc_h / 3.0)] * 2 + [np.ceil(slab.depth_mpc_h / 3.0)]
+                assert mesh.tolist() == expect, (mesh, expect)
+                np.testing.assert_allclose(a["box_mpc_h"], mesh * 3.0)
+                assert a["los_axis"] == LOS_AXIS == 2 and a["cell_mpc_h"] == 3.0
+                assert np.all(a["box_mpc_h"][:2] >= slab.width_mpc_h) and a["box_mpc_h"][2] >= slab.depth_mpc_h
+                pos = g["positions_mpc_h"][:]
+                assert pos.dtype == np.float32 and pos.shape == (int(np.prod(mesh)), 3), pos.shape
+                assert np.all(pos >= 0) and np.all(pos < a["box_mpc_h"]), "positions outside [0, box)"
+
+
+def test_lightcones_are_independent_and_slabs_reproducible(particle_file):
+    tmp, design, cosmo = particle_file
+    with h5py.File(tmp / "particles.h5", "r") as f:
+        p0 = f["sim_000003/lc_00/slab_01/positions_mpc_h"][:]
+        p1 = f["sim_000003/lc_01/slab_01/positions_mpc_h"][:]
+        seed = int(f["sim_000003/lc_00/slab_01"].attrs["seed"])
+    assert seed == slab_seed(lightcone_seed(GLOBAL_SEED, 3, 0), 1)
+    assert np.abs(p0 - p1).max() > 1.0, "two lightcones share initial conditions"
+    slab = lightcone_slab_geometry(0.1, 0.3, 2, 1.0, cosmo.Omega_m)[1]
+    lp = _power_law_spectrum(cosmo)
+    (run,) = simulate_lightcone_slabs(cosmo, lp.k_h_mpc, lp.pk_mpc3_h3[0], [slab], cell_mpc_h=3.0,
+                                      seed=lightcone_seed(GLOBAL_SEED, 3, 0), a_init=0.1, n_steps=4)
+    diff = float(np.abs(run.snapshots[-1].positions_mpc_h - p0).max())
+    assert diff < SAME_RUN_ATOL_MPC_H, f"slab regenerated alone differs by {diff} Mpc/h"
+
+
+def test_non_finite_simulation_names_its_index(tmp_path):
+    design = _design([7], [[0.3, 0.8, 1.0]])
+    _linear_power_file(tmp_path / "lp.h5", design, pk_scale=np.nan)
+    cfg = {**SIMULATION, "lightcone": {**LIGHTCONE, "n_lightcones": 1, "n_slabs": 1}}
+    with pytest.raises(RuntimeError, match=r"simulation 7 .*lightcone 0, slab 0"):
+        simulate_lightcone_chunk(tmp_path / "lp.h5", design, cfg, GLOBAL_SEED, tmp_path / "particles.h5")
+    assert not (tmp_path / "particles.h5").exists(), "a failed chunk left an output file"
