@@ -67,7 +67,7 @@ def plot_abundance(summary_files, thresholds: Mapping[str, float], path) -> None
     counts = []
     for p in summary_files:
         with h5py.File(p, "r") as f:
-            counts += [f[n]["abundance"][()] for n in sorted(f) if n.startswith("mock_")]
+            counts += [f[n]["abundance"][()] for n in sorted(f) if n.startswith("mock_") and "abundance" in f[n]]
     thr = abundance_thresholds(thresholds["low"], thresholds["high"], thresholds["n"])
     fig, ax = plt.subplots(figsize=(6, 4.5))
     _bands(ax, thr, np.array(counts, dtype=float), "tab:purple", "mocks")
@@ -86,9 +86,11 @@ def plot_power_spectra(summary_files, path) -> None:
     spectra, shot = [], []
     for p in summary_files:
         with h5py.File(p, "r") as f:
+            if "k_h_mpc" not in f:  # every mock of the chunk had an empty catalogue
+                continue
             k = f["k_h_mpc"][()]
             for n in sorted(f):
-                if n.startswith("mock_"):
+                if n.startswith("mock_") and "power_spectrum" in f[n]:
                     spectra.append(f[n]["power_spectrum"][()])
                     shot.append(f[n].attrs["shot_noise_mpc_h3"])
     fig, ax = plt.subplots(figsize=(6, 4.5))
@@ -102,12 +104,17 @@ def plot_power_spectra(summary_files, path) -> None:
     save_figure(fig, path)
 
 
-def plot_field_slices(summary_file, path) -> None:
-    """A slice (a few cells thick) through each channel of the first mock's fields."""
+def plot_field_slices(summary_files, path) -> None:
+    """A slice (a few cells thick) through each channel of the first non-empty mock's fields."""
     import h5py
 
+    for summary_file in summary_files:
+        with h5py.File(summary_file, "r") as f:
+            names = sorted(n for n in f if n.startswith("mock_") and "fields" in f[n])
+        if names:
+            break
     with h5py.File(summary_file, "r") as f:
-        name = sorted(n for n in f if n.startswith("mock_"))[0]
+        name = names[0]
         fields = f[name]["fields"][()]
         channels = h5_read_attrs(f[name])["field_channels"]
     n_ch = len(channels)

@@ -62,6 +62,10 @@ def mock_mlx_parameters(inner_names: Sequence[str], inner_row: Sequence[float], 
     return {n: float(values[n]) for n in MLX_NAMES}
 
 
+class EmptyCatalogueError(ValueError):
+    """No cluster passes the selection: the mock has no power spectrum or overdensity."""
+
+
 @dataclass
 class MockSummaries:
     """Summaries of one mock (see the module docstring for units)."""
@@ -96,7 +100,7 @@ def mock_summaries(
     )
     selected = select_clusters(l_x, scaling["threshold_erg_s"])
     if not selected.any():
-        raise ValueError(
+        raise EmptyCatalogueError(
             f"{context}: {int(selected.sum())} clusters above L_X = {scaling['threshold_erg_s']:.3g} erg/s "
             f"out of {len(halos)} halos; the box is too small or the halo mass limit too high"
         )
@@ -140,6 +144,7 @@ def summarise_chunk(
     with contextlib.ExitStack() as stack:
         cat_out = stack.enter_context(h5py.File(stack.enter_context(atomic_path(catalogue_file)), "w"))
         sum_out = stack.enter_context(h5py.File(stack.enter_context(atomic_path(summary_file)), "w"))
+        k_h_mpc = None
         for pos, index in enumerate(tqdm(design["indices"], desc=f"summaries chunk {design['chunk']}")):
             halos, attrs = halos_by_index[index]
             for j in range(n_inner):
@@ -147,22 +152,31 @@ def summarise_chunk(
                 mlx = mock_mlx_parameters(inner_names, inner_row, scaling["fiducial"])
                 mock = index * n_inner + j
                 seed = derive_seed(global_seed, SeedStream.SCALING_SCATTER, index, j)
-                result = mock_summaries(halos, float(attrs["box_mpc_h"]), mlx, seed, scaling, summaries,
-                                        context=f"mock {mock} (simulation {index}, inner {j}, {mlx})")
                 theta = list(design["outer"][pos]) + list(inner_row)
                 meta = {"index": mock, "simulation": index, "inner": j, "split": design["splits"][pos],
                         "seed": seed, "theta": theta, "param_names": outer_names + inner_names}
+                try:
+                    result = mock_summaries(halos, float(attrs["box_mpc_h"]), mlx, seed, scaling, summaries,
+                                            context=f"mock {mock} (simulation {index}, inner {j}, {mlx})")
+                except EmptyCatalogueError as err:
+                    # Reported and recorded, never used: the gather step leaves it out of the
+                    # training set and lists it there.
+                    logger.warning("%s", err)
+                    h5_write_attrs(sum_out.create_group(f"mock_{mock:07d}"), {**meta, "empty": str(err)})
+                    continue
                 cg = cat_out.create_group(f"mock_{mock:07d}")
                 for name, values in result.clusters.items():
                     cg.create_dataset(name, data=values)
                 h5_write_attrs(cg, meta)
+                k_h_mpc = result.k_h_mpc
                 sg = sum_out.create_group(f"mock_{mock:07d}")
                 sg["abundance"] = result.abundance
                 sg["power_spectrum"] = result.power_spectrum
                 sg.create_dataset("fields", data=result.fields, compression="gzip", compression_opts=1)
                 h5_write_attrs(sg, {**meta, "shot_noise_mpc_h3": result.shot_noise_mpc_h3,
                                     "field_channels": result.field_channels})
-        sum_out["k_h_mpc"] = result.k_h_mpc
+        if k_h_mpc is not None:
+            sum_out["k_h_mpc"] = k_h_mpc
 
 
 def gather_summaries(summary_files: Sequence[str | Path], kind: str) -> dict[str, Any]:
@@ -174,19 +188,26 @@ def gather_summaries(summary_files: Sequence[str | Path], kind: str) -> dict[str
 
     if kind not in SUMMARY_KINDS:
         raise ValueError(f"unknown summary kind {kind!r}; expected one of {SUMMARY_KINDS}")
-    rows = []
+    rows, empty = [], []
     for path in summary_files:
         with h5py.File(path, "r") as f:
             for name in (n for n in f if n.startswith("mock_")):
                 attrs = h5_read_attrs(f[name])
+                if "empty" in attrs:
+                    empty.append(int(attrs["index"]))
+                    continue
                 x = f[name][kind][()]
                 if not np.all(np.isfinite(x)):
                     raise ValueError(f"{path}: mock {attrs['index']} has non-finite {kind}")
                 rows.append((attrs["index"], attrs["theta"], x, attrs["split"], attrs["param_names"]))
+    if empty:
+        logger.warning("%d mocks with an empty cluster catalogue left out of the %s training set: %s",
+                       len(empty), kind, sorted(empty))
     if not rows:
-        raise ValueError(f"no mocks in {len(summary_files)} summary files")
+        raise ValueError(f"no usable mocks in {len(summary_files)} summary files ({len(empty)} empty)")
     rows.sort(key=lambda r: r[0])
     return {
+        "empty": sorted(empty),
         "index": np.array([r[0] for r in rows]),
         "theta": np.array([r[1] for r in rows], dtype=np.float64),
         "x": np.stack([r[2] for r in rows]),
@@ -210,4 +231,9 @@ def gather_training_set(summary_files: Sequence[str | Path], name: str, path: st
         if not np.array_equal(gathered[kind]["index"], first["index"]):
             raise ValueError(f"summary kinds {kinds} cover different mocks")
     x = first["x"] if len(kinds) == 1 else {kind: gathered[kind]["x"] for kind in kinds}
-    write_training_set(path, TrainingSet(first["theta"], x, first["split"], first["param_names"]))
+    import h5py
+
+    with atomic_path(path) as tmp:
+        write_training_set(tmp, TrainingSet(first["theta"], x, first["split"], first["param_names"]))
+        with h5py.File(tmp, "a") as f:
+            f.attrs["excluded_empty_mocks"] = first["empty"]

@@ -9,4 +9,4 @@ catalogs, summaries, out = snakemake.input.catalogs, snakemake.input.summaries, 
 plot_luminosity_functions(catalogs, snakemake.params.box_mpc_h, snakemake.params.scaling["threshold_erg_s"], out.luminosity)
 plot_abundance(summaries, snakemake.params.summaries["abundance"]["thresholds"], out.abundance)
 plot_power_spectra(summaries, out.power)
-plot_field_slices(summaries[0], out.fields)
+plot_field_slices(summaries, out.fields)
