@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from clustersbi.cosmology import comoving_distance_mpc_h, luminosity_distance_mpc_h
+from clustersbi.cosmology import comoving_distance_mpc_h
 from clustersbi.xray import emission, maps, response
 from clustersbi.xray.emission import (
     BremsstrahlungBackend,
@@ -26,7 +26,6 @@ RL_515_RTOL = 0.03
 GAUNT_SMALL_U_RTOL = 1e-3
 GAUNT_LARGE_U_RTOL = 0.01  # next asymptotic term ~ 1/(4u)
 FOLD_RTOL = 1e-10
-DIST_RTOL = 1e-6
 REDSHIFT_RTOL = 2e-3  # linear interpolation of the cumulative spectrum on 0.1% rest bins
 FLUX_RTOL = 1e-10
 CENTROID_ATOL_PIX = 0.02
@@ -74,16 +73,6 @@ def test_flat_spectrum_through_toy_arf_gives_integral():
     r = observed_band_rates(rest_edges, cum, [0.0], resp.energy_edges_kev, area)[:, 0, 0]
     ref = [level * (100 * 0.5 + 25 * (1.0**2 - 0.5**2)), level * (100 * 1.0 + 25 * (2.0**2 - 1.0**2))]
     np.testing.assert_allclose(r, ref, rtol=FOLD_RTOL, err_msg=f"{r} vs {ref}")
-
-
-@pytest.mark.parametrize("omega_m", [0.2, 0.3, 0.45])
-def test_distances_vs_astropy(omega_m):
-    from astropy.cosmology import FlatLambdaCDM
-
-    cosmo = FlatLambdaCDM(H0=100.0, Om0=omega_m, Tcmb0=0.0)
-    z = np.array([0.05, 0.1, 0.3, 0.5, 1.0])
-    np.testing.assert_allclose(comoving_distance_mpc_h(z, omega_m), cosmo.comoving_distance(z).value, rtol=DIST_RTOL)
-    np.testing.assert_allclose(luminosity_distance_mpc_h(z, omega_m), cosmo.luminosity_distance(z).value, rtol=DIST_RTOL)
 
 
 @pytest.fixture(scope="module")
