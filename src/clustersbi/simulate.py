@@ -42,6 +42,7 @@ Sect. 2.3 and Fig. 4).
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -479,8 +480,13 @@ def pm_forces_compensated(
     return cic_gather(grad, xf).reshape(positions.shape)
 
 
+@functools.lru_cache(maxsize=8)
 def _make_advance(mesh_shape: tuple[int, int, int], compensation: int | None = None, force_mesh_factor: int = 1):
-    """Jitted KDK integrator: advance(state, factors, omega_m, i0, i1) runs steps i0..i1-1."""
+    """Jitted KDK integrator: advance(state, factors, omega_m, i0, i1) runs steps i0..i1-1.
+
+    Cached per (mesh, compensation, force mesh): the simulations of a chunk share one
+    compilation instead of tracing and compiling a new closure each.
+    """
     import jax
 
     def force(x, omega_m):
