@@ -109,6 +109,16 @@ def load_schema(path: str | Path) -> dict[str, Any]:
     return schema
 
 
+#: what each analysis infers from when ``inference.summaries`` is null
+DEFAULT_INFERENCE_SUMMARIES = {"scaling": ["abundance+power_spectrum"], "ldl": ["xod"]}
+
+
+def _default_inference_summaries(config: dict[str, Any]) -> None:
+    inference = config.get("inference")
+    if isinstance(inference, dict) and inference.get("summaries") is None:
+        inference["summaries"] = list(DEFAULT_INFERENCE_SUMMARIES[config.get("analysis", "scaling")])
+
+
 def _check_inference_summaries(config: Mapping[str, Any]) -> None:
     """Every inferred training set must be one the configured analysis produces."""
     analysis = config.get("analysis", "scaling")
@@ -135,6 +145,7 @@ def validate_config(config: dict[str, Any], schema: Mapping[str, Any] | str | Pa
     if not isinstance(schema, Mapping):
         schema = load_schema(schema)
     _fill_defaults(config, schema)
+    _default_inference_summaries(config)
     validator = jsonschema.Draft7Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), key_path(e.absolute_path)))
     if errors:

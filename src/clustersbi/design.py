@@ -62,7 +62,8 @@ class SeedStream:
     SCALING_SCATTER = 4
     LIGHTCONE = 5
     NETWORK = 6
-    LDL_TRAINING = 7
+    #: LDL training boxes and network initialisations (kept apart from the design's streams)
+    LDL_TRAINING = 100
 
 
 def derive_seed(global_seed: int, stream: int, *indices: int) -> int:
