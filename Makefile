@@ -17,6 +17,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[test,compare]" $(JAX_EXTRA)
+	# APEC emulator weights for xray.emission.backend apec-emulator (GPL-3; its own imports
+	# fail on Python 3.11, so only the package files are installed and we read the weights)
+	$(BIN)/python -m pip install --quiet --no-deps "nnapec>=0.1"
 	touch $@
 
 install: $(VENV)/.installed
