@@ -180,3 +180,17 @@ def test_bad_config_fails_before_any_job(repo, tiny, tmp_path, edit, key):
 def test_lint_is_clean(repo, tmp_path):
     proc = snakemake(repo, tmp_path, repo / "config" / "config.yaml", "--lint")
     assert proc.returncode == 0 and "good condition" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
+
+
+def test_slurm_profile_dry_run_asks_a_gpu_for_gpu_stages(repo, tmp_path):
+    profile = yaml.safe_load((repo / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    for rule in ("simulate", "train_ldl", "paint_gas", "train_compressor", "train_npe"):
+        assert profile["set-resources"][rule]["gpu"] == 1, rule
+    rules_text = "".join(p.read_text() for p in (repo / "workflow" / "rules").glob("*.smk"))
+    for rule in profile["set-resources"]:
+        assert f"rule {rule}:" in rules_text, f"profile names unknown rule {rule}"
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(tmp_path),
+           "--configfile", str(repo / "tests" / "config" / "tiny.yaml"), "--profile", str(repo / "profiles" / "slurm"), "-n"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
