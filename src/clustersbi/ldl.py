@@ -481,14 +481,17 @@ def ldl_loss(
             paper, or the fitted LDL n_e^2 per Dai & Seljak).
         mask: mesh-shaped 0/1 float selecting the voxels of the sum (train or validation).
     """
-    pred = ldl_forward(params, pos_mpc_h, mesh_shape, box_mpc_h)
-    if field == "ne":
-        resid = xray_residual_ne(pred, data["ne"], data["t"])
-    elif field == "t":
-        resid = xray_residual_t(pred, data["t"], data["ne_sq"])
-    else:
-        raise ValueError(f"field must be 'ne' or 't', got {field!r}")
+    resid = _xray_residual(ldl_forward(params, pos_mpc_h, mesh_shape, box_mpc_h), data, field)
     return smoothed_l1(resid, data["weight"], mask, box_mpc_h, smoothing_n)
+
+
+def _xray_residual(pred, data: Mapping[str, jnp.ndarray], field: str) -> jnp.ndarray:
+    """Eq. (5) residual for an n_e prediction, eq. (6) for a T prediction."""
+    if field == "ne":
+        return xray_residual_ne(pred, data["ne"], data["t"])
+    if field == "t":
+        return xray_residual_t(pred, data["t"], data["ne_sq"])
+    raise ValueError(f"field must be 'ne' or 't', got {field!r}")
 
 
 def split_masks(mesh_shape: tuple[int, int, int], test_frac: float = 0.44) -> dict[str, np.ndarray]:
@@ -549,13 +552,7 @@ def fit_ldl(
 
     def losses(flat):
         p = unravel(flat)
-        pred = ldl_forward(p, pos_mpc_h, mesh_shape, box_mpc_h)
-        if field == "ne":
-            resid = xray_residual_ne(pred, data["ne"], data["t"])
-        elif field == "t":
-            resid = xray_residual_t(pred, data["t"], data["ne_sq"])
-        else:
-            raise ValueError(f"field must be 'ne' or 't', got {field!r}")
+        resid = _xray_residual(ldl_forward(p, pos_mpc_h, mesh_shape, box_mpc_h), data, field)
         smooth = jnp.abs(smooth_field(resid, box_mpc_h, smoothing_n)) * data["weight"]
         train = jnp.sum(smooth * m_train) / jnp.sum(m_train)
         val = jnp.sum(smooth * m_val) / jnp.maximum(jnp.sum(m_val), 1.0)
