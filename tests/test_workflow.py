@@ -31,6 +31,10 @@ def planned_outputs(log: str, rule: str) -> set[str]:
     return set(re.findall(rf"^(?:local)?rule {rule}:\n\s+output: (\S+)", log, flags=re.MULTILINE))
 
 
+def expected_design(repo, tiny):
+    return validate_config(yaml.safe_load(yaml.safe_dump(tiny)), repo / "workflow/schemas/config.schema.yaml")["design"]
+
+
 def old_paths(names) -> list[str]:
     return [f"results/linear_power/{name}" for name in names]
 
@@ -63,6 +67,8 @@ def test_design_table_content(repo, tiny, tiny_run):
     np.testing.assert_allclose(table["Omega_m"], expected["Omega_m"], rtol=1e-7)
     assert list(table["split"]) == list(expected["split"])
     assert (workdir / "results" / "plots" / "design.png").stat().st_size > 10_000
+    resolved = yaml.safe_load((workdir / "results" / "config" / "resolved.yaml").read_text())
+    assert resolved["design"] == expected_design(repo, tiny) and resolved["simulation"]["n_mesh"] == 32
 
 
 def test_linear_power_files(tiny_run, tiny):

@@ -60,6 +60,7 @@ def final_outputs():
     (scaling_outputs, ldl_outputs, xod_outputs below).
     """
     outputs = [
+        "results/config/resolved.yaml",
         "results/design/parameters.csv",
         "results/plots/design.png",
         "results/plots/linear_power.png",

@@ -40,3 +40,20 @@ rule plot_design:
         "../../envs/workflow.yaml"
     script:
         "../scripts/plot_design.py"
+
+
+rule resolved_config:
+    output:
+        "results/config/resolved.yaml",
+    params:
+        config=canonical(config),
+    log:
+        "logs/design/resolved_config.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../../envs/workflow.yaml"
+    script:
+        "../scripts/resolved_config.py"
