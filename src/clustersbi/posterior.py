@@ -72,6 +72,8 @@ def compressor_config(summary: str, compress: Mapping[str, Any]):
         architecture = inputs[kinds[0]]["extractor"]
         # an mlp compressor is the regression head itself (identity feature extractor)
         inputs[kinds[0]]["extractor"] = "identity" if architecture == "mlp" else architecture
+        # a training set with one summary stores it as the array "x" (TrainingSet.summaries)
+        inputs = {"x": inputs[kinds[0]]}
     else:
         architecture = "combined"
     settings = {k: v for k, v in compress.items() if k not in ("inputs", "tune")}
