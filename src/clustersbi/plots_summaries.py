@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -98,6 +99,7 @@ def plot_power_spectra(summary_files, path) -> None:
     ax.axhline(np.median(shot), color="k", ls=":", label="median shot noise $1/\\bar n$")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels collide
     ax.set_xlabel(r"$k$ [$h$ Mpc$^{-1}$]")
     ax.set_ylabel(r"$P(k)$ [$(h^{-1}$Mpc$)^3$], shot noise included")
     ax.legend(fontsize=8)
