@@ -238,8 +238,12 @@ def inner_parameters(spec: DesignSpec, index: int) -> np.ndarray:
     Each simulation's inner sequence is scrambled with its own seed, so inner designs of
     different simulations are independent.
     """
-    unit = sobol_unit_points(len(spec.inner), derive_seed(spec.seed, SeedStream.INNER_SOBOL, index), 0, spec.n_inner)
-    return _to_values(spec.inner, unit)
+    return _inner_values(spec.inner, spec.n_inner, spec.seed, index)
+
+
+def _inner_values(priors: Sequence[Prior], n_inner: int, global_seed: int, index: int) -> np.ndarray:
+    unit = sobol_unit_points(len(priors), derive_seed(global_seed, SeedStream.INNER_SOBOL, index), 0, n_inner)
+    return _to_values(priors, unit)
 
 
 def assign_split(global_seed: int, index: int, fractions: Sequence[float]) -> str:
@@ -299,10 +303,8 @@ def chunk_inner_rows(design: Mapping[str, Any]) -> list[list[list[float]]]:
     priors = tuple(Prior(**p) for p in design["inner_priors"])
     if not priors:
         return []
-    spec = DesignSpec(outer=(), inner=priors, n_simulations=max(design["indices"]) + 1,
-                      n_inner=int(design["n_inner"]), chunk_size=1, seed=int(design["seed"]),
-                      split_fractions=(1.0, 0.0, 0.0, 0.0))
-    return [[[float(v) for v in row] for row in inner_parameters(spec, i)] for i in design["indices"]]
+    n_inner, seed = int(design["n_inner"]), int(design["seed"])
+    return [[[float(v) for v in row] for row in _inner_values(priors, n_inner, seed, i)] for i in design["indices"]]
 
 
 def design_table(spec: DesignSpec) -> pd.DataFrame:

@@ -32,6 +32,7 @@ __all__ = [
     "compressor_config",
     "priors_by_name",
     "inference_names",
+    "prior_box",
     "to_inference_coordinates",
     "train_compressor_stage",
     "compress_stage",
@@ -89,14 +90,20 @@ def inference_names(param_names: Sequence[str], priors: Mapping[str, Prior]) -> 
     return [f"ln_{n}" if priors[n].distribution == "loguniform" else n for n in param_names]
 
 
-def to_inference_coordinates(theta: np.ndarray, param_names: Sequence[str], priors: Mapping[str, Prior]):
-    """(theta in inference coordinates, low, high) for the prior box."""
+def prior_box(param_names: Sequence[str], priors: Mapping[str, Prior]) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of the prior box in inference coordinates."""
     missing = [n for n in param_names if n not in priors]
     if missing:
         raise ValueError(f"training-set parameters {missing} have no prior in the config")
-    columns = [priors[n].to_inference(theta[:, j]) for j, n in enumerate(param_names)]
     bounds = np.array([priors[n].inference_bounds for n in param_names])
-    return np.column_stack(columns), bounds[:, 0], bounds[:, 1]
+    return bounds[:, 0], bounds[:, 1]
+
+
+def to_inference_coordinates(theta: np.ndarray, param_names: Sequence[str], priors: Mapping[str, Prior]):
+    """(theta in inference coordinates, low, high) for the prior box."""
+    low, high = prior_box(param_names, priors)
+    columns = [priors[n].to_inference(theta[:, j]) for j, n in enumerate(param_names)]
+    return np.column_stack(columns), low, high
 
 
 def train_compressor_stage(training_file, summary: str, compress: Mapping[str, Any], out_dir) -> None:
@@ -143,7 +150,7 @@ def train_npe_stage(compressed_file, priors, infer: Mapping[str, Any], out_file,
 
     ts = load_training_set(compressed_file)
     original = [n[3:] if n.startswith("ln_") else n for n in ts.param_names]
-    _, low, high = to_inference_coordinates(np.ones((1, len(original))), original, priors_by_name(priors))
+    low, high = prior_box(original, priors_by_name(priors))
     config = npe_config_from_dict({k: v for k, v in infer.items() if k != "observation"})
     tr, va = ts.subset("train"), ts.subset("val")
     result = train_npe(tr.theta, tr.x, va.theta, va.x, low, high, config, device="auto")

@@ -222,6 +222,8 @@ def gather_training_set(summary_files: Sequence[str | Path], name: str, path: st
     A single kind gives ``x`` as one array; ``abundance+power_spectrum`` gives a group ``x``
     with one array per kind (the compressor's combined feature extractors).
     """
+    import h5py
+
     from .compress.data import TrainingSet, write_training_set
 
     kinds = name.split("+")
@@ -231,8 +233,6 @@ def gather_training_set(summary_files: Sequence[str | Path], name: str, path: st
         if not np.array_equal(gathered[kind]["index"], first["index"]):
             raise ValueError(f"summary kinds {kinds} cover different mocks")
     x = first["x"] if len(kinds) == 1 else {kind: gathered[kind]["x"] for kind in kinds}
-    import h5py
-
     with atomic_path(path) as tmp:
         write_training_set(tmp, TrainingSet(first["theta"], x, first["split"], first["param_names"]))
         with h5py.File(tmp, "a") as f:
