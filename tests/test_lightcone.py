@@ -112,3 +112,31 @@ def test_non_finite_simulation_names_its_index(tmp_path):
     with pytest.raises(RuntimeError, match=r"simulation 7 .*lightcone 0, slab 0"):
         simulate_lightcone_chunk(tmp_path / "lp.h5", design, cfg, GLOBAL_SEED, tmp_path / "particles.h5")
     assert not (tmp_path / "particles.h5").exists(), "a failed chunk left an output file"
+
+
+def test_fixed_mesh_covers_every_cosmology_and_is_shared(tmp_path):
+    """With mesh_omega_m (the prior's smallest Omega_m) every slab of the chunk gets one mesh,
+    which covers each simulation's own slabs (astropy-checked geometry, test above)."""
+    from clustersbi.lightcone import slab_mesh_omega_m
+
+    priors = [{"name": "sigma_8", "low": 0.6, "high": 1.0}, {"name": "Omega_m", "low": 0.15, "high": 0.5}]
+    omega_ref = slab_mesh_omega_m(priors, 0.3)
+    assert omega_ref == 0.15 and slab_mesh_omega_m(priors[:1], 0.3) == 0.3
+    design = _design([0, 1], [[0.45, 0.8, 1.0], [0.2, 0.8, 1.0]])
+    cosmos = _linear_power_file(tmp_path / "lp.h5", design)
+    cfg = {**SIMULATION, "lightcone": {**LIGHTCONE, "n_lightcones": 1}}
+    simulate_lightcone_chunk(tmp_path / "lp.h5", design, cfg, GLOBAL_SEED, tmp_path / "p.h5", mesh_omega_m=omega_ref)
+    widest = lightcone_slab_geometry(0.1, 0.3, 2, 1.0, omega_ref)
+    expect = [np.ceil(widest[-1].width_mpc_h / 3.0)] * 2 + [np.ceil(widest[0].depth_mpc_h / 3.0)]
+    with h5py.File(tmp_path / "p.h5", "r") as f:
+        for i, cosmo in enumerate(cosmos):
+            for slab in lightcone_slab_geometry(0.1, 0.3, 2, 1.0, cosmo.Omega_m):
+                a = f[f"sim_{i:06d}/lc_00/slab_{slab.index:02d}"].attrs
+                assert np.asarray(a["mesh_shape"]).tolist() == expect
+                assert np.all(a["box_mpc_h"][:2] >= slab.width_mpc_h) and a["box_mpc_h"][2] >= slab.depth_mpc_h
+                assert a["depth_mpc_h"] == pytest.approx(slab.depth_mpc_h, rel=1e-12), "slab's own depth kept"
+    slab = lightcone_slab_geometry(0.1, 0.3, 2, 1.0, 0.3)[0]
+    lp = _power_law_spectrum(cosmos[0])
+    with pytest.raises(ValueError, match="does not cover"):
+        simulate_lightcone_slabs(cosmos[0], lp.k_h_mpc, lp.pk_mpc3_h3[0], [slab], cell_mpc_h=3.0, seed=1,
+                                 n_steps=2, mesh_shape=(2, 2, 2))

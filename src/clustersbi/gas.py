@@ -95,7 +95,7 @@ class GasGrid:
         ne_cm3: (n, n, n) electron density, comoving [cm^-3].
         t_k: (n, n, n) mass-weighted temperature [K].
         dm_pos_mpc_h: (N, 3) DM positions, comoving [Mpc/h], in [0, box).
-        box_mpc_h: box side [Mpc/h].
+        box_mpc_h: box side [Mpc/h] (three sides for a rectangular lightcone slab).
         redshift: snapshot redshift.
         cosmology: ``{"omega_m", "omega_lambda", "h"}`` (and more when known).
         source: "camels" or "synthetic".
@@ -104,7 +104,7 @@ class GasGrid:
     ne_cm3: np.ndarray
     t_k: np.ndarray
     dm_pos_mpc_h: np.ndarray
-    box_mpc_h: float
+    box_mpc_h: float | tuple[float, float, float]
     redshift: float
     cosmology: dict = field(default_factory=dict)
     source: str = "camels"
@@ -153,9 +153,12 @@ def temperature_k(u_km2_s2: np.ndarray | float, x_e: np.ndarray | float, x_h: fl
 
 
 def cic_paint_np(
-    pos_mpc_h: np.ndarray, mesh_shape: Sequence[int], box_mpc_h: float, weights: np.ndarray | None = None
+    pos_mpc_h: np.ndarray, mesh_shape: Sequence[int], box_mpc_h, weights: np.ndarray | None = None
 ) -> np.ndarray:
-    """Periodic CIC deposit in numpy (float64); same cell convention as :func:`clustersbi.ldl.cic_paint`."""
+    """Periodic CIC deposit in numpy (float64); same cell convention as :func:`clustersbi.ldl.cic_paint`.
+
+    ``box_mpc_h``: the side of a cubic box or the three sides of a rectangular one.
+    """
     shape = np.asarray(mesh_shape, dtype=np.int64)
     if shape.size != 3:
         raise ValueError(f"mesh_shape must have 3 entries, got {mesh_shape!r}")
@@ -163,7 +166,7 @@ def cic_paint_np(
     if pos.ndim != 2 or pos.shape[1] != 3:
         raise ValueError(f"pos_mpc_h must have shape (N, 3), got {pos.shape}")
     w_part = np.ones(len(pos)) if weights is None else np.asarray(weights, dtype=np.float64)
-    grid = pos * (shape / box_mpc_h)
+    grid = pos * (shape / np.broadcast_to(np.asarray(box_mpc_h, dtype=float), (3,)))
     i0 = np.floor(grid).astype(np.int64)
     frac = grid - i0
     out = np.zeros(int(np.prod(shape)))
@@ -304,13 +307,17 @@ def load_camels_snapshot(
     )
 
 
-def _gaussian_smooth(field: np.ndarray, box_mpc_h: float, radius_mpc_h: float) -> tuple[np.ndarray, np.ndarray]:
-    """Gaussian-smoothed field and its rfft (k in h/Mpc); returns (smoothed, k^2 grid)."""
+def _gaussian_smooth(field: np.ndarray, box_mpc_h, radius_mpc_h: float) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian-smoothed field and its rfft (k in h/Mpc); returns (smoothed, k^2 grid).
+
+    ``box_mpc_h`` is the side of a cubic box or the three sides of a rectangular one.
+    """
     shape = field.shape
+    box = np.broadcast_to(np.asarray(box_mpc_h, dtype=float), (3,))
     k = [
-        2 * np.pi * np.fft.fftfreq(shape[0], d=box_mpc_h / shape[0]).reshape(-1, 1, 1),
-        2 * np.pi * np.fft.fftfreq(shape[1], d=box_mpc_h / shape[1]).reshape(1, -1, 1),
-        2 * np.pi * np.fft.rfftfreq(shape[2], d=box_mpc_h / shape[2]).reshape(1, 1, -1),
+        2 * np.pi * np.fft.fftfreq(shape[0], d=box[0] / shape[0]).reshape(-1, 1, 1),
+        2 * np.pi * np.fft.fftfreq(shape[1], d=box[1] / shape[1]).reshape(1, -1, 1),
+        2 * np.pi * np.fft.rfftfreq(shape[2], d=box[2] / shape[2]).reshape(1, 1, -1),
     ]
     k2 = k[0] ** 2 + k[1] ** 2 + k[2] ** 2
     fk = np.fft.rfftn(field) * np.exp(-0.5 * k2 * radius_mpc_h**2)
@@ -320,7 +327,7 @@ def _gaussian_smooth(field: np.ndarray, box_mpc_h: float, radius_mpc_h: float) -
 def synthetic_gas(
     dm_pos_mpc_h: np.ndarray,
     mesh_shape: Sequence[int],
-    box_mpc_h: float,
+    box_mpc_h: float | Sequence[float],
     theta_sim: Mapping[str, float],
     redshift: float,
     hubble: float = 0.6711,
@@ -331,7 +338,7 @@ def synthetic_gas(
     Args:
         dm_pos_mpc_h: (N, 3) DM particle positions [Mpc/h].
         mesh_shape: output mesh (n0, n1, n2).
-        box_mpc_h: box side [Mpc/h].
+        box_mpc_h: box side [Mpc/h], or the three sides of a rectangular box (lightcone slab).
         theta_sim: ``omega_m``, ``a_sn1``, ``a_sn2``, ``a_agn1``, ``a_agn2`` (linear A's, > 0);
             ``sigma_8`` may be present and acts only through the particles.
         redshift: z of the particles.
@@ -372,7 +379,7 @@ def synthetic_gas(
         ne_cm3=ne,
         t_k=t,
         dm_pos_mpc_h=np.asarray(dm_pos_mpc_h, dtype=np.float32),
-        box_mpc_h=float(box_mpc_h),
+        box_mpc_h=float(box_mpc_h) if np.ndim(box_mpc_h) == 0 else tuple(float(b) for b in box_mpc_h),
         redshift=float(redshift),
         cosmology={"omega_m": float(theta_sim["omega_m"]), "h": hubble, "omega_b": model.omega_b},
         source="synthetic",

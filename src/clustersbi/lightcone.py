@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -46,6 +46,7 @@ __all__ = [
     "simulate_lightcone_chunk",
     "iter_slabs",
     "read_slab_attributes",
+    "slab_mesh_omega_m",
 ]
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ def simulate_lightcone_chunk(
     simulation_cfg: Mapping[str, Any],
     global_seed: int,
     particle_file: str | Path,
+    mesh_omega_m: float | None = None,
 ) -> None:
     """Simulate ``n_lightcones`` x ``n_slabs`` slab boxes per simulation of a chunk; write the particles.
 
@@ -113,6 +115,9 @@ def simulate_lightcone_chunk(
         simulation_cfg: the config's ``simulation`` section.
         global_seed: the config's ``seed``.
         particle_file: output HDF5 path (layout in the module docstring), written atomically.
+        mesh_omega_m: if given, every slab box of the chunk gets the mesh that covers the slabs
+            at this Omega_m (:func:`slab_mesh_omega_m`) and the simulation's own: one PM
+            compilation per job instead of one per simulation.
 
     Raises:
         RuntimeError: naming the simulation index, lightcone, slab and parameters when a run
@@ -121,7 +126,7 @@ def simulate_lightcone_chunk(
     import h5py
 
     from .simulate import derive_seed as slab_seed
-    from .simulate import lightcone_slab_geometry, simulate_lightcone_slabs
+    from .simulate import lightcone_slab_geometry, lightcone_slab_mesh, simulate_lightcone_slabs
 
     lc = simulation_cfg["lightcone"]
     n_lightcones = int(lc["n_lightcones"])
@@ -138,9 +143,11 @@ def simulate_lightcone_chunk(
             cosmo, linear = read_linear_power(linear_power_file, index)
             z0 = int(np.argmin(np.abs(linear.redshifts)))
             params = dict(zip(design["outer_names"], design["outer"][pos]))
-            slabs = lightcone_slab_geometry(
-                float(lc["z_min"]), float(lc["z_max"]), n_slabs, float(lc["fov_deg2"]), cosmo.Omega_m
-            )
+            geometry = (float(lc["z_min"]), float(lc["z_max"]), n_slabs, float(lc["fov_deg2"]))
+            slabs = lightcone_slab_geometry(*geometry, cosmo.Omega_m)
+            mesh = None
+            if mesh_omega_m is not None:
+                mesh = lightcone_slab_mesh(slabs + lightcone_slab_geometry(*geometry, mesh_omega_m), cell)
             g_sim = out.create_group(f"sim_{index:06d}")
             h5_write_attrs(g_sim, _sim_attributes(design, pos, cosmo))
             for light in range(n_lightcones):
@@ -155,7 +162,7 @@ def simulate_lightcone_chunk(
                         (run,) = simulate_lightcone_slabs(
                             cosmo, linear.k_h_mpc, linear.pk_mpc3_h3[z0], [slab], cell_mpc_h=cell,
                             seed=seed_lc, a_init=float(simulation_cfg["a_init"]),
-                            n_steps=int(simulation_cfg["n_steps"]), keep_particles=True,
+                            n_steps=int(simulation_cfg["n_steps"]), keep_particles=True, mesh_shape=mesh,
                         )
                         positions = np.asarray(run.snapshots[-1].positions_mpc_h, dtype=np.float32)
                         if not np.all(np.isfinite(positions)):
@@ -177,6 +184,18 @@ def simulate_lightcone_chunk(
                     )
         h5_write_attrs(out, {"simulation": dict(simulation_cfg), "global_seed": int(global_seed)})
         # the HDF5 file closes (ExitStack, last in first out) before its atomic rename
+
+
+def slab_mesh_omega_m(cosmology_priors: Sequence[Mapping[str, Any]], fiducial_omega_m: float) -> float:
+    """Omega_m at which fixed slab meshes are sized: the prior's lower bound of Omega_m.
+
+    Comoving distances in Mpc/h, hence slab widths and depths, decrease with Omega_m, so the
+    smallest Omega_m of the prior needs the largest boxes; the fiducial when Omega_m is fixed.
+    """
+    for prior in cosmology_priors:
+        if prior["name"] == "Omega_m":
+            return float(prior["low"])
+    return float(fiducial_omega_m)
 
 
 def iter_slabs(h5file):

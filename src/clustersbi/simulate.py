@@ -69,6 +69,7 @@ __all__ = [
     "run_pm",
     "simulate_box",
     "lightcone_slab_geometry",
+    "lightcone_slab_mesh",
     "simulate_lightcone_slabs",
     "density_power_spectrum",
 ]
@@ -680,6 +681,13 @@ def lightcone_slab_geometry(
     ]
 
 
+def lightcone_slab_mesh(slabs: Sequence[Slab], cell_mpc_h: float) -> tuple[int, int, int]:
+    """Smallest (n_w, n_w, n_d) mesh of ``cell_mpc_h`` cells whose box covers every slab given."""
+    n_w = max(int(np.ceil(s.width_mpc_h / cell_mpc_h - 1e-9)) for s in slabs)
+    n_d = max(int(np.ceil(s.depth_mpc_h / cell_mpc_h - 1e-9)) for s in slabs)
+    return (n_w, n_w, n_d)
+
+
 def simulate_lightcone_slabs(
     cosmo: Cosmology,
     k_h_mpc: np.ndarray,
@@ -692,23 +700,28 @@ def simulate_lightcone_slabs(
     n_steps: int = 40,
     keep_particles: bool = True,
     force_mesh_factor: int = 1,
+    mesh_shape: Sequence[int] | None = None,
 ) -> list[PMRun]:
     """Evolve each slab as an independent periodic box to the redshift of its centre.
 
     Each slab's box is (n_w, n_w, n_d) cells of ``cell_mpc_h`` with n_w = ceil(width / cell),
     n_d = ceil(depth / cell) (the line of sight is the third axis), so it covers the slab; its
-    seed is ``derive_seed(seed, slab.index)``.
+    seed is ``derive_seed(seed, slab.index)``. A given ``mesh_shape`` (at least that large,
+    :func:`lightcone_slab_mesh`) is used for every slab instead: simulations of different
+    Omega_m then share one compiled PM step; the painters keep only the cells inside the slab.
 
     Returns:
         one :class:`PMRun` per slab, each with a single snapshot at a = 1 / (1 + z_centre).
     """
     if cell_mpc_h <= 0:
         raise ValueError(f"cell_mpc_h must be positive, got {cell_mpc_h}")
+    if mesh_shape is not None:
+        needed = lightcone_slab_mesh(slabs, cell_mpc_h)
+        if any(m < n for m, n in zip(mesh_shape, needed)):
+            raise ValueError(f"mesh_shape {tuple(mesh_shape)} does not cover the slabs, which need {needed} cells")
     runs = []
     for slab in slabs:
-        n_w = int(np.ceil(slab.width_mpc_h / cell_mpc_h - 1e-9))
-        n_d = int(np.ceil(slab.depth_mpc_h / cell_mpc_h - 1e-9))
-        shape = (n_w, n_w, n_d)
+        shape = tuple(int(m) for m in mesh_shape) if mesh_shape is not None else lightcone_slab_mesh([slab], cell_mpc_h)
         slab_seed = derive_seed(seed, slab.index)
         logger.info("lightcone slab %d/%d: mesh %s, z_centre %.4f", slab.index + 1, len(slabs), shape, slab.z_centre)
         runs.append(

@@ -12,6 +12,7 @@ from snakemake.exceptions import WorkflowError
 
 from clustersbi.config import ConfigError, canonical, prepend_to_pythonpath, validate_config
 from clustersbi.design import DesignSpec, chunk_design, n_chunks
+from clustersbi.lightcone import slab_mesh_omega_m
 
 try:
     # the checkout's schema file itself (not a cached copy): stage sections sit beside it
@@ -41,6 +42,13 @@ def chunk_params(wildcards):
 def linear_power_redshifts():
     """Redshifts at which later stages need the linear P(k) (z = 0 always)."""
     return sorted({0.0, *map(float, config["cosmology"]["redshifts"])})
+
+
+def lightcone_mesh_omega_m():
+    """Omega_m that sizes the fixed slab mesh (simulation.lightcone.fixed_mesh), or None."""
+    if not config["simulation"]["lightcone"]["fixed_mesh"]:
+        return None
+    return slab_mesh_omega_m(config["priors"]["cosmology"], config["cosmology"]["fiducial"]["Omega_m"])
 
 
 def per_chunk(pattern):

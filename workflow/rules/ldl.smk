@@ -11,6 +11,7 @@ rule simulate_lightcone:
         design=chunk_params,
         seed=config["seed"],
         simulation=canonical(config["simulation"]),
+        mesh_omega_m=lightcone_mesh_omega_m(),
     log:
         "logs/simulate_lightcone/chunk_{chunk}.log",
     benchmark:

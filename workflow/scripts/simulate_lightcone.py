@@ -13,4 +13,5 @@ simulate_lightcone_chunk(
     snakemake.params.simulation,
     snakemake.params.seed,
     snakemake.output.particles,
+    mesh_omega_m=snakemake.params.mesh_omega_m,
 )
