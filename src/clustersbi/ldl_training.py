@@ -190,8 +190,9 @@ def t_redshift_nodes(lightcone: Mapping[str, Any], omega_m: float, n_nodes: int)
 
     if n_nodes < 1:
         raise ValueError(f"ldl.training.n_t_redshifts must be >= 1, got {n_nodes}")
+    # the slab centres do not depend on the field of view: any valid field gives the same nodes
     slabs = lightcone_slab_geometry(float(lightcone["z_min"]), float(lightcone["z_max"]), int(lightcone["n_slabs"]),
-                                    float(lightcone["fov_deg2"]), omega_m)
+                                    1.0, omega_m)
     z_first, z_last = slabs[0].z_centre, slabs[-1].z_centre
     if n_nodes == 1:
         return [round(0.5 * (z_first + z_last), 6)]

@@ -35,8 +35,17 @@ rule train_ldl:
         heldout="results/models/ldl/heldout.npz",
     params:
         ldl=canonical(config["ldl"]),
+        # only what the training boxes depend on: a new field of view or lightcone count
+        # does not retrain the models
         simulation=canonical(
-            {k: config["simulation"][k] for k in ("a_init", "n_steps", "lightcone")}
+            {
+                "a_init": config["simulation"]["a_init"],
+                "n_steps": config["simulation"]["n_steps"],
+                "lightcone": {
+                    k: config["simulation"]["lightcone"][k]
+                    for k in ("z_min", "z_max", "n_slabs", "cell_mpc_h")
+                },
+            }
         ),
         fiducial=canonical(config["cosmology"]["fiducial"]),
         priors=canonical(config["priors"]),
