@@ -6,6 +6,8 @@ targets from the LDL model itself (identifiability) or from the synthetic gas mo
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -100,11 +102,20 @@ def test_cic_read_is_exact_for_linear_fields_and_constants():
     assert np.allclose(np.asarray(ldl.cic_read(lin, pos_in, box)), expected, atol=1e-4)
 
 
+@contextlib.contextmanager
+def _float64():
+    """JAX in float64 inside the block (jax.experimental.enable_x64 is gone from newer jax)."""
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", before)
+
+
 def test_model_gradient_matches_finite_differences(particles):
     # float64 for the finite differences (CIC is piecewise linear, so h must stay small).
-    from jax.experimental import enable_x64
-
-    with enable_x64():
+    with _float64():
         pos = jnp.asarray(particles[0], jnp.float64)
         params = ldl.init_params(2, 2, mean_target=1.0, n=-1.0, alpha=0.2, k_nyquist=K_NYQ)
         params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params)

@@ -169,4 +169,5 @@ def test_paint_gas_chunk_writes_the_gas_contract(trained, tmp_path):
     painter = LDLPainter(out)
     ne1, _ = painter.paint(pos, mesh, box, {"Omega_m": 0.3, "A_AGN1": 2.0}, 0.1)
     ne2, _ = painter.paint(pos, mesh, box, {"Omega_m": 0.3, "A_AGN1": 2.0}, 0.3)
-    np.testing.assert_array_equal(ne1, ne2)
+    # equal up to float32 rounding: a GPU's scatter-add order is not deterministic
+    np.testing.assert_allclose(ne1, ne2, rtol=1e-5)

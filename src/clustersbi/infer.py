@@ -206,7 +206,9 @@ def train_npe(
     fork = [dev] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=fork):
         torch.manual_seed(int(config.seed))
-        estimator = _builder(config)(th_tr, y_tr).to(dev)
+        # sbi builds the estimator (z-scoring statistics, a test forward pass) on the CPU; on
+        # a GPU, data already on the device would meet its CPU buffers in that pass
+        estimator = _builder(config)(th_tr.cpu(), y_tr.cpu()).to(dev)
     opt = torch.optim.Adam(estimator.parameters(), lr=config.learning_rate)
     n = th_tr.shape[0]
     bs = min(config.batch_size, n)

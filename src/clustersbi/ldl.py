@@ -202,26 +202,32 @@ def particle_density(pos_mpc_h: jnp.ndarray, mesh_shape: tuple[int, int, int], b
 # ----------------------------------------------------------------------------- Fourier
 
 
-def fourier_k(mesh_shape: tuple[int, int, int], box_mpc_h: float) -> tuple[list[np.ndarray], np.ndarray]:
-    """Wave vectors of the real FFT of a mesh [h/Mpc].
-
-    Returns:
-        ([k0, k1, k2] broadcastable to (n0, n1, n2 // 2 + 1), |k| of that shape). Numpy
-        arrays: they depend only on the static mesh, so they are constants under ``jit``.
-    """
+def fourier_k(mesh_shape: tuple[int, int, int], box_mpc_h: float) -> list[np.ndarray]:
+    """Wave vectors of the real FFT of a mesh [h/Mpc]: [k0, k1, k2], 1D axes broadcastable to
+    (n0, n1, n2 // 2 + 1). Small numpy constants under ``jit`` (|k|: :func:`_kmag_in_graph`)."""
     shape = _check_mesh(mesh_shape)
     ks = [
         2 * np.pi * np.fft.fftfreq(shape[0], d=box_mpc_h / shape[0]).reshape(-1, 1, 1),
         2 * np.pi * np.fft.fftfreq(shape[1], d=box_mpc_h / shape[1]).reshape(1, -1, 1),
         2 * np.pi * np.fft.rfftfreq(shape[2], d=box_mpc_h / shape[2]).reshape(1, 1, -1),
     ]
-    kmag = np.sqrt(ks[0] ** 2 + ks[1] ** 2 + ks[2] ** 2)
-    return [k.astype(np.float32) for k in ks], kmag.astype(np.float32)
+    return [k.astype(np.float32) for k in ks]
+
+
+def _kmag_in_graph(ks: Sequence[np.ndarray]) -> jnp.ndarray:
+    """|k| on the rfft mesh built inside the traced program from the three 1D axes ``ks``.
+
+    A full-mesh numpy |k| would be embedded in the compiled program as a constant, and XLA's
+    constant handling then dominates compilation on large meshes (minutes at 256^3 on a GPU);
+    the broadcast of three 1D vectors costs one elementwise pass per call instead.
+    """
+    k0, k1, k2 = (jnp.asarray(k, jnp.float32) for k in ks)
+    return jnp.sqrt(k0**2 + k1**2 + k2**2)
 
 
 def _gradient_kernels(mesh_shape: tuple[int, int, int], box_mpc_h: float) -> list[np.ndarray]:
     """Spectral derivative ``i k_d`` with the Nyquist plane of even axes set to zero."""
-    ks, _ = fourier_k(mesh_shape, box_mpc_h)
+    ks = fourier_k(mesh_shape, box_mpc_h)
     out = []
     for d, k in enumerate(ks):
         k = k.copy()
@@ -258,13 +264,15 @@ def bspline_filter(weights: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
     return out
 
 
-def displacement_filter(layer: Mapping[str, jnp.ndarray], kmag: np.ndarray) -> jnp.ndarray:
+def displacement_filter(layer: Mapping[str, jnp.ndarray], kmag: np.ndarray | jnp.ndarray) -> jnp.ndarray:
     """Radial filter O(k) of one displacement layer, eq. (2') of the module docstring.
 
     ``O(k) = exp(-(k/k_h)^2) exp(-(k_l/k)^2) k^n [1 + S(Xi, k/k_max)]``, k in h/Mpc, O(0) = 0.
+    ``kmag``: |k| on the mesh (numpy, or traced: :func:`_kmag_in_graph`).
     """
-    k_safe = np.where(kmag > 0, kmag, 1.0).astype(np.float32)
-    x = kmag / float(kmag.max())
+    kmag = jnp.asarray(kmag, jnp.float32)
+    k_safe = jnp.where(kmag > 0, kmag, 1.0)
+    x = kmag / jnp.max(kmag)
     envelope = (
         jnp.exp(-((k_safe / layer["kh"]) ** 2)) * jnp.exp(-((layer["kl"] / k_safe) ** 2)) * k_safe ** layer["n"]
     )
@@ -400,7 +408,7 @@ def displace(
     params: Mapping[str, Any], pos_mpc_h: jnp.ndarray, mesh_shape: tuple[int, int, int], box_mpc_h: float
 ) -> jnp.ndarray:
     """Apply every displacement layer of ``params`` (eqs. 1-3) -> moved (N, 3) positions [Mpc/h]."""
-    _, kmag = fourier_k(mesh_shape, box_mpc_h)
+    kmag = _kmag_in_graph(fourier_k(mesh_shape, box_mpc_h))
     grads = _gradient_kernels(mesh_shape, box_mpc_h)
     for layer in params["layers"]:
         delta1 = particle_density(pos_mpc_h, mesh_shape, box_mpc_h)
@@ -438,9 +446,9 @@ def ldl_forward(
 
 def smooth_field(field: jnp.ndarray, box_mpc_h: float, smoothing_n: float = 1.0) -> jnp.ndarray:
     """Apply ``O_s(k) = 1 + k^-n`` (k in h/Mpc) in Fourier space; the k = 0 mode is kept as is."""
-    _, kmag = fourier_k(tuple(field.shape), box_mpc_h)
-    k_safe = np.where(kmag > 0, kmag, 1.0)
-    filt = np.where(kmag > 0, 1.0 + k_safe ** (-float(smoothing_n)), 1.0).astype(np.float32)
+    kmag = _kmag_in_graph(fourier_k(tuple(field.shape), box_mpc_h))
+    k_safe = jnp.where(kmag > 0, kmag, 1.0)
+    filt = jnp.where(kmag > 0, 1.0 + k_safe ** (-float(smoothing_n)), 1.0)
     return jnp.fft.irfftn(jnp.fft.rfftn(field) * filt, s=field.shape)
 
 

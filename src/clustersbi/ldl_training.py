@@ -364,20 +364,20 @@ def camels_training_boxes(ldl_cfg: Mapping[str, Any], cell_mpc_h: float, fiducia
 
 
 def _fourier_k_box(mesh_shape: tuple[int, int, int], box_mpc_h: tuple[float, float, float]):
-    """Wave vectors [h/Mpc] of the real FFT of a rectangular periodic mesh, and |k|."""
+    """Wave vectors [h/Mpc] of the real FFT of a rectangular periodic mesh (three broadcastable
+    1D axes) and the spectral gradient kernels ``i k_d``."""
     ks = [
         2 * np.pi * np.fft.fftfreq(mesh_shape[0], d=box_mpc_h[0] / mesh_shape[0]).reshape(-1, 1, 1),
         2 * np.pi * np.fft.fftfreq(mesh_shape[1], d=box_mpc_h[1] / mesh_shape[1]).reshape(1, -1, 1),
         2 * np.pi * np.fft.rfftfreq(mesh_shape[2], d=box_mpc_h[2] / mesh_shape[2]).reshape(1, 1, -1),
     ]
-    kmag = np.sqrt(ks[0] ** 2 + ks[1] ** 2 + ks[2] ** 2)
     grads = []
     for d, k in enumerate(ks):
         k = k.astype(np.float32).copy()
         if mesh_shape[d] % 2 == 0:  # Nyquist plane zeroed, as clustersbi.ldl
             k[np.isclose(np.abs(k), np.pi * mesh_shape[d] / box_mpc_h[d])] = 0.0
         grads.append(1j * k)
-    return kmag.astype(np.float32), grads
+    return [k.astype(np.float32) for k in ks], grads
 
 
 @partial(jax.jit, static_argnames=("mesh_shape", "box_mpc_h"))
@@ -402,7 +402,8 @@ def ldl_forward_box(params, pos_mpc_h, mesh_shape: tuple[int, int, int], box_mpc
 
     shape = tuple(int(n) for n in mesh_shape)
     box = jnp.asarray(box_mpc_h, jnp.float32)
-    kmag, grads = _fourier_k_box(shape, tuple(float(b) for b in box_mpc_h))
+    ks, grads = _fourier_k_box(shape, tuple(float(b) for b in box_mpc_h))
+    kmag = ldl._kmag_in_graph(ks)  # not a full-mesh constant: see clustersbi.ldl._kmag_in_graph
     n_cells = shape[0] * shape[1] * shape[2]
 
     def density(x):  # 1 + delta; x rescaled to [0, 1)^3 so that cell i spans [i/n, (i+1)/n)
