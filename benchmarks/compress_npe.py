@@ -84,19 +84,25 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    rows = [
-        bench_compressor("XOD ResNet", CompressorConfig(architecture="xod_resnet", head_hidden=[256, 128]),
-                         (10, 32, 32), 64, 32_000, args.steps, device),
-        bench_compressor("3D CNN", CompressorConfig(architecture="cnn3d", n_channels_first=4, n_conv_per_block=1,
-                                                    head_hidden=[256, 256]), (1, 64, 64, 64), 64, 28_672, args.steps,
-                         device),
-        bench_npe(40_000, args.npe_epochs, device),
+    benches = [
+        lambda: bench_compressor("XOD ResNet", CompressorConfig(architecture="xod_resnet", head_hidden=[256, 128]),
+                                 (10, 32, 32), 64, 32_000, args.steps, device),
+        lambda: bench_compressor("3D CNN", CompressorConfig(architecture="cnn3d", n_channels_first=4,
+                                                            n_conv_per_block=1, head_hidden=[256, 256]),
+                                 (1, 64, 64, 64), 64, 28_672, args.steps, device),
+        lambda: bench_npe(40_000, args.npe_epochs, device),
     ]
-    print(f"device: {device} ({torch.get_num_threads()} CPU threads), torch {torch.__version__}")
-    print(f"{'model':<14}{'input':>14}{'weights':>10}{'batch':>7}{'s/step':>10}{'batches/ep':>12}{'s/epoch':>10}")
-    for r in rows:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    print(f"device: {device} ({name}), torch {torch.__version__}")
+    print(f"{'model':<14}{'input':>14}{'weights':>10}{'batch':>7}{'s/step':>10}{'batches/ep':>12}{'s/epoch':>10}"
+          + (f"{'peak GB':>9}" if device.type == "cuda" else ""), flush=True)
+    for bench in benches:  # rows are printed as they finish
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        r = bench()
+        peak = f"{torch.cuda.max_memory_allocated(device) / 1024**3:>9.2f}" if device.type == "cuda" else ""
         print(f"{r['model']:<14}{r['input']:>14}{r['weights']:>10}{r['batch']:>7}{r['s_per_step']:>10.4f}"
-              f"{r['batches_per_epoch']:>12}{r['s_per_epoch']:>10.1f}")
+              f"{r['batches_per_epoch']:>12}{r['s_per_epoch']:>10.1f}{peak}", flush=True)
 
 
 if __name__ == "__main__":

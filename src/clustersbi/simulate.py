@@ -9,7 +9,7 @@ adds the time integrator, general-purpose painting and the geometry):
 
 - Initial conditions: Gaussian field with the linear P(k) at z = 0 (``jaxpm.pm.linear_field``,
   white noise from ``jax.random.PRNGKey(seed)``), 2LPT displacements and momenta at ``a_init``
-  (``jaxpm.pm.lpt(order=2)``, Jenkins 2010 eqs. 2-3).
+  (:func:`lpt_on_grid`: ``jaxpm.pm.lpt(order=2)``, Jenkins 2010 eqs. 2-3, forces on the mesh).
 - Time integration: kick-drift-kick leapfrog in the scale factor with the FastPM kick and drift
   factors (Feng et al. 2016, MNRAS 463, 2273, eqs. 21-23 in the normalisation of
   ``jaxpm.pm.make_ode_fn``: dx/da = p / (a^3 E), dp/da = F / (a^2 E),
@@ -67,6 +67,7 @@ __all__ = [
     "paint_cic",
     "check_finite",
     "run_pm",
+    "lpt_on_grid",
     "simulate_box",
     "lightcone_slab_geometry",
     "lightcone_slab_mesh",
@@ -494,17 +495,59 @@ def pm_forces_compensated(
     return cic_gather(grad, xf).reshape(positions.shape)
 
 
+def lpt_on_grid(cosmo_jc, delta_lin, a: float):
+    """2LPT displacement, momentum and force of the particles on the mesh points (Jenkins 2010
+    eqs. 2-3): ``jaxpm.pm.lpt(order=2)`` with the first- and second-order forces taken on the
+    mesh itself instead of read back by CIC at zero displacement, which returns the same mesh
+    values. jaxpm's read splits more than 2^24 particles into chunks and fails on the
+    remainder chunk (an integer offset meets ``.astype``), so paper-scale slabs (~2e7
+    particles) cannot use it. Agrees with jaxpm's lpt to float32 rounding where both run.
+    """
+    import jax.numpy as jnp
+    import jax_cosmo as jc
+    from jaxpm.distributed import fft3d, ifft3d
+    from jaxpm.growth import dGf2a, dGfa, growth_factor, growth_factor_second, growth_rate, growth_rate_second
+    from jaxpm.kernels import fftk, gradient_kernel, invlaplace_kernel
+
+    def grid_forces(delta_k):
+        kvec = fftk(delta_k)
+        pot_k = delta_k * invlaplace_kernel(kvec)
+        return jnp.stack([ifft3d(-gradient_kernel(kvec, i) * pot_k) for i in range(3)], axis=-1)
+
+    a = jnp.atleast_1d(a)
+    e = jnp.sqrt(jc.background.Esqr(cosmo_jc, a))
+    delta_k = fft3d(delta_lin)
+    force1 = grid_forces(delta_k)
+    dx = growth_factor(cosmo_jc, a) * force1
+    p = a**2 * growth_rate(cosmo_jc, a) * e * dx
+    f = a**2 * e * dGfa(cosmo_jc, a) * force1
+    # second-order source: sum_{i<j} (phi_ii phi_jj - phi_ij^2), as jaxpm
+    kvec = fftk(delta_k)
+    pot_k = delta_k * invlaplace_kernel(kvec)
+    delta2, shear_acc = 0.0, 0.0
+    for i in range(3):
+        shear_ii = ifft3d(gradient_kernel(kvec, i) ** 2 * pot_k)
+        delta2 = delta2 + shear_ii * shear_acc
+        shear_acc = shear_acc + shear_ii
+        for j in range(i + 1, 3):
+            delta2 = delta2 - ifft3d(gradient_kernel(kvec, i) * gradient_kernel(kvec, j) * pot_k) ** 2
+    force2 = grid_forces(fft3d(delta2))
+    dx2 = 3.0 / 7.0 * growth_factor_second(cosmo_jc, a) * force2  # jaxpm's renormalised D2
+    p2 = a**2 * growth_rate_second(cosmo_jc, a) * e * dx2
+    f2 = a**2 * e * dGf2a(cosmo_jc, a) * force2
+    return dx + dx2, p + p2, f + f2
+
+
 @functools.lru_cache(maxsize=1)
 def _jitted_lpt():
-    """jaxpm's 2LPT under jit: (cosmo_jc, delta_lin, a) -> (dx, p, f).
+    """:func:`lpt_on_grid` under jit: (cosmo_jc, delta_lin, a) -> (dx, p, f).
 
     Run eagerly, its growth-function evaluations dispatch op by op (~0.6 s per 3e5-particle
-    slab on a CPU core); compiled once per mesh shape, ~0.15 s. Same results to float32 rounding.
+    slab on a CPU core); compiled once per mesh shape, ~0.15 s.
     """
     import jax
-    from jaxpm.pm import lpt
 
-    return jax.jit(lambda cosmo_jc, delta_lin, a: lpt(cosmo_jc, delta_lin, a=a, order=2))
+    return jax.jit(lpt_on_grid)
 
 
 @functools.lru_cache(maxsize=8)
