@@ -1,6 +1,7 @@
 """Config validation: bad input fails with a message naming the offending key."""
 
 import copy
+from pathlib import Path
 
 import pytest
 
@@ -19,12 +20,22 @@ def schema(repo):
     return load_schema(repo / SCHEMA)
 
 
-@pytest.mark.parametrize("name", ["config/config.yaml", "tests/config/tiny.yaml", "config/fields.yaml"])
+SHIPPED_CONFIGS = sorted(
+    str(p.relative_to(Path(__file__).parents[1]))
+    for pattern in ("config/*.yaml", "tests/config/*.yaml")
+    for p in Path(__file__).parents[1].glob(pattern)
+)
+
+
+def test_the_presets_named_in_the_readme_are_shipped():
+    for name in ("config/config.yaml", "config/xod.yaml", "config/xod_realistic.yaml",
+                 "config/fields.yaml", "config/fields_paper.yaml"):
+        assert name in SHIPPED_CONFIGS, name
+
+
+@pytest.mark.parametrize("name", SHIPPED_CONFIGS)
 def test_shipped_configs_are_valid(repo, schema, name):
-    path = repo / name
-    if not path.exists():
-        pytest.skip(f"{name} not present")
-    validate_config(load_yaml(path), schema)
+    validate_config(load_yaml(repo / name), schema)
 
 
 def test_defaults_are_filled(config, schema):

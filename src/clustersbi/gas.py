@@ -131,7 +131,7 @@ class SyntheticGasParams:
     """
 
     r_gas0_mpc_h: float = 0.3
-    delta_dep0: float = 50.0
+    delta_dep0: float = 500.0
     beta_dep: float = 0.5
     dep_exponents: tuple[float, float, float, float] = (0.3, 0.2, 0.5, 0.2)
     r_phi_mpc_h: float = 1.0
