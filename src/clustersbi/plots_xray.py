@@ -58,15 +58,21 @@ def plot_cr_map(
 def plot_cr_hr_dndz(catalogue: pd.DataFrame, path: str | os.PathLike, z_edges: Sequence[float] = np.linspace(0.1, 0.5, 9)) -> None:
     """CR-HR scatter coloured by z, and dN/dz of the detections."""
     plt = _plt()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     sc = a.scatter(catalogue["CR"], catalogue["HR"], c=catalogue["z"], s=8, cmap="viridis")
     a.set_xscale("log")
+    # plain 1-2-5 labels: the default log labels of a less-than-two-decade axis overlap
+    a.xaxis.set_minor_formatter(plt.NullFormatter())
+    a.xaxis.set_major_formatter(plt.FormatStrFormatter("%g"))
+    a.set_xticks([t * 10.0**e for e in range(-4, 2) for t in (1, 2, 5)])
+    if len(catalogue):
+        a.set_xlim(0.8 * float(np.min(catalogue["CR"])), 1.25 * float(np.max(catalogue["CR"])))
     a.set_xlabel("CR [0.5-2] keV [cts/s]")
     a.set_ylabel("HR = CR[1-2]/CR[0.5-1]")
     fig.colorbar(sc, ax=a, label="z")
     b.hist(catalogue["z"], bins=np.asarray(z_edges), histtype="step", color="k")
     b.set_xlabel("z")
-    b.set_ylabel("N per bin")
+    b.set_ylabel("detections per bin")
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
