@@ -19,7 +19,6 @@ import numpy as np
 
 from clustersbi import ldl
 from clustersbi.cosmology import Cosmology, camb_power
-from clustersbi.ldl_training import ldl_forward_box
 from clustersbi.simulate import lightcone_slab_geometry, lightcone_slab_mesh, simulate_lightcone_slabs
 
 
@@ -49,7 +48,7 @@ def main() -> None:
         pos = jax.numpy.asarray(run.snapshots[-1].positions_mpc_h)
         t0 = time.perf_counter()
         for _ in range(2):
-            jax.block_until_ready(ldl_forward_box(params, pos, mesh, box))
+            jax.block_until_ready(ldl.ldl_forward(params, pos, mesh, box))
         t_ldl = time.perf_counter() - t0
         pm_times.append(t_pm)
         ldl_times.append(t_ldl)

@@ -25,14 +25,13 @@ from clustersbi.ldl_training import (  # noqa: E402
     LDLPainter,
     ThetaSpace,
     heldout_metrics,
-    ldl_forward_box,
     paint_gas_chunk,
     train_ldl_models,
 )
 from clustersbi.design import Prior  # noqa: E402
 
 # ---- tolerances (measured values in comments, 2-core CPU)
-CUBE_RTOL = 1e-4  # rectangular-box code vs clustersbi.ldl in a cube (float32 FFT order)
+CUBE_RTOL = 1e-4  # the model with a box side per axis vs one side, in a cube (float32 rounding)
 TILE_RTOL = 1e-3  # field of a twice-tiled box vs the tiled field of one box
 DEVIATION_CORR_MIN = 0.3  # held-out correlation of deviations (paper 0.56)
 EMISSIVITY_L1_MAX = 1.0  # held-out sum|eps_LDL - eps| / sum eps
@@ -71,16 +70,16 @@ def trained(tmp_path_factory):
 def test_rectangular_forward_equals_cubic_model(particles):
     params = ldl.init_params(2, 2, alpha=-0.4, mu=1.3, k_nyquist=np.pi * 16 / 32.0)
     ref = np.asarray(ldl.ldl_forward(params, particles, (16, 16, 16), 32.0))
-    got = np.asarray(ldl_forward_box(params, particles, (16, 16, 16), (32.0, 32.0, 32.0)))
+    got = np.asarray(ldl.ldl_forward(params, particles, (16, 16, 16), (32.0, 32.0, 32.0)))
     err = float(np.abs(got - ref).max() / np.abs(ref).max())
     assert err < CUBE_RTOL, f"max relative difference {err:.2e}"
 
 
 def test_rectangular_forward_of_a_tiled_box_is_tiled(particles):
     params = ldl.init_params(2, 2, alpha=-0.4, mu=1.3, k_nyquist=np.pi * 16 / 32.0)
-    one = np.asarray(ldl_forward_box(params, particles, (16, 16, 16), (32.0, 32.0, 32.0)))
+    one = np.asarray(ldl.ldl_forward(params, particles, (16, 16, 16), (32.0, 32.0, 32.0)))
     twice = jnp.concatenate([particles, particles + jnp.array([0.0, 0.0, 32.0])])
-    two = np.asarray(ldl_forward_box(params, twice, (16, 16, 32), (32.0, 32.0, 64.0)))
+    two = np.asarray(ldl.ldl_forward(params, twice, (16, 16, 32), (32.0, 32.0, 64.0)))
     err = float(np.abs(two - np.concatenate([one, one], axis=2)).max() / np.abs(one).max())
     assert err < TILE_RTOL, f"tiled box differs by {err:.2e} (relative)"
 

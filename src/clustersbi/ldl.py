@@ -130,6 +130,8 @@ _EPS_DENSITY = 1e-8  # as Dai & Seljak: keeps (1 + delta)^gamma differentiable i
 _EPS_SQRT = 1e-12
 
 Field = Literal["ne", "t"]
+#: a cubic box side [Mpc/h] or the three sides of a rectangular periodic box (lightcone slab)
+Box = float | tuple[float, float, float]
 
 
 # ----------------------------------------------------------------------------- painting
@@ -142,10 +144,10 @@ def _check_mesh(mesh_shape: Sequence[int]) -> tuple[int, int, int]:
     return shape
 
 
-def _cic_indices_weights(pos_mpc_h: jnp.ndarray, mesh_shape: tuple[int, int, int], box_mpc_h: float):
+def _cic_indices_weights(pos_mpc_h: jnp.ndarray, mesh_shape: tuple[int, int, int], box_mpc_h: Box):
     """Flat cell indices (N, 8) and CIC weights (N, 8) of the 8 cells around each particle."""
     shape = jnp.asarray(mesh_shape, dtype=pos_mpc_h.dtype)
-    grid = pos_mpc_h * (shape / box_mpc_h)  # grid units, cell i spans [i, i+1) -> centre at i
+    grid = pos_mpc_h * (shape / jnp.asarray(box_mpc_h, dtype=pos_mpc_h.dtype))  # grid units, cell i spans [i, i+1) -> centre at i
     i0 = jnp.floor(grid)
     frac = grid - i0
     i0 = i0.astype(jnp.int32)
@@ -162,7 +164,7 @@ def _cic_indices_weights(pos_mpc_h: jnp.ndarray, mesh_shape: tuple[int, int, int
 def cic_paint(
     pos_mpc_h: jnp.ndarray,
     mesh_shape: tuple[int, int, int],
-    box_mpc_h: float,
+    box_mpc_h: Box,
     weights: jnp.ndarray | None = None,
 ) -> jnp.ndarray:
     """Cloud-in-cell deposit of any number of particles onto a periodic mesh.
@@ -170,7 +172,7 @@ def cic_paint(
     Args:
         pos_mpc_h: (N, 3) positions [Mpc/h]; any real values (wrapped periodically).
         mesh_shape: static (n0, n1, n2).
-        box_mpc_h: static box side [Mpc/h].
+        box_mpc_h: static box side [Mpc/h], or a tuple of three sides (rectangular box).
         weights: (N,) particle weights (default 1).
 
     Returns:
@@ -186,14 +188,14 @@ def cic_paint(
 
 
 @partial(jax.jit, static_argnames=("box_mpc_h",))
-def cic_read(mesh: jnp.ndarray, pos_mpc_h: jnp.ndarray, box_mpc_h: float) -> jnp.ndarray:
+def cic_read(mesh: jnp.ndarray, pos_mpc_h: jnp.ndarray, box_mpc_h: Box) -> jnp.ndarray:
     """Cloud-in-cell interpolation of a periodic mesh at (N, 3) positions [Mpc/h] -> (N,)."""
     mesh_shape = tuple(mesh.shape)
     flat, w = _cic_indices_weights(pos_mpc_h, mesh_shape, box_mpc_h)
     return jnp.sum(mesh.ravel()[flat] * w, axis=-1)
 
 
-def particle_density(pos_mpc_h: jnp.ndarray, mesh_shape: tuple[int, int, int], box_mpc_h: float) -> jnp.ndarray:
+def particle_density(pos_mpc_h: jnp.ndarray, mesh_shape: tuple[int, int, int], box_mpc_h: Box) -> jnp.ndarray:
     """``1 + delta`` of equal-mass particles on the mesh (CIC, mean exactly 1)."""
     n_cells = mesh_shape[0] * mesh_shape[1] * mesh_shape[2]
     return cic_paint(pos_mpc_h, mesh_shape, box_mpc_h) * (n_cells / pos_mpc_h.shape[0])
@@ -202,14 +204,21 @@ def particle_density(pos_mpc_h: jnp.ndarray, mesh_shape: tuple[int, int, int], b
 # ----------------------------------------------------------------------------- Fourier
 
 
-def fourier_k(mesh_shape: tuple[int, int, int], box_mpc_h: float) -> list[np.ndarray]:
+def _box_sides(box_mpc_h) -> np.ndarray:
+    """(3,) box sides [Mpc/h] from one side (cube) or three (rectangular box)."""
+    return np.broadcast_to(np.asarray(box_mpc_h, dtype=np.float64), (3,))
+
+
+def fourier_k(mesh_shape: tuple[int, int, int], box_mpc_h) -> list[np.ndarray]:
     """Wave vectors of the real FFT of a mesh [h/Mpc]: [k0, k1, k2], 1D axes broadcastable to
-    (n0, n1, n2 // 2 + 1). Small numpy constants under ``jit`` (|k|: :func:`_kmag_in_graph`)."""
+    (n0, n1, n2 // 2 + 1); ``box_mpc_h`` is one side or three. Small numpy constants under
+    ``jit`` (|k|: :func:`_kmag_in_graph`)."""
     shape = _check_mesh(mesh_shape)
+    box = _box_sides(box_mpc_h)
     ks = [
-        2 * np.pi * np.fft.fftfreq(shape[0], d=box_mpc_h / shape[0]).reshape(-1, 1, 1),
-        2 * np.pi * np.fft.fftfreq(shape[1], d=box_mpc_h / shape[1]).reshape(1, -1, 1),
-        2 * np.pi * np.fft.rfftfreq(shape[2], d=box_mpc_h / shape[2]).reshape(1, 1, -1),
+        2 * np.pi * np.fft.fftfreq(shape[0], d=box[0] / shape[0]).reshape(-1, 1, 1),
+        2 * np.pi * np.fft.fftfreq(shape[1], d=box[1] / shape[1]).reshape(1, -1, 1),
+        2 * np.pi * np.fft.rfftfreq(shape[2], d=box[2] / shape[2]).reshape(1, 1, -1),
     ]
     return [k.astype(np.float32) for k in ks]
 
@@ -225,15 +234,16 @@ def _kmag_in_graph(ks: Sequence[np.ndarray]) -> jnp.ndarray:
     return jnp.sqrt(k0**2 + k1**2 + k2**2)
 
 
-def _gradient_kernels(mesh_shape: tuple[int, int, int], box_mpc_h: float) -> list[np.ndarray]:
+def _gradient_kernels(mesh_shape: tuple[int, int, int], box_mpc_h) -> list[np.ndarray]:
     """Spectral derivative ``i k_d`` with the Nyquist plane of even axes set to zero."""
     ks = fourier_k(mesh_shape, box_mpc_h)
+    box = _box_sides(box_mpc_h)
     out = []
     for d, k in enumerate(ks):
         k = k.copy()
         n = mesh_shape[d]
         if n % 2 == 0:
-            nyq = np.isclose(np.abs(k), np.pi * n / box_mpc_h)
+            nyq = np.isclose(np.abs(k), np.pi * n / box[d])
             k[nyq] = 0.0
         out.append(1j * k)
     return out
@@ -405,7 +415,7 @@ def _flat_bounds(params: Mapping[str, Any], k_nyquist: float) -> tuple[np.ndarra
 
 
 def displace(
-    params: Mapping[str, Any], pos_mpc_h: jnp.ndarray, mesh_shape: tuple[int, int, int], box_mpc_h: float
+    params: Mapping[str, Any], pos_mpc_h: jnp.ndarray, mesh_shape: tuple[int, int, int], box_mpc_h: Box
 ) -> jnp.ndarray:
     """Apply every displacement layer of ``params`` (eqs. 1-3) -> moved (N, 3) positions [Mpc/h]."""
     kmag = _kmag_in_graph(fourier_k(mesh_shape, box_mpc_h))
@@ -417,13 +427,13 @@ def displace(
         disp = [
             cic_read(jnp.fft.irfftn(fk * g, s=mesh_shape), pos_mpc_h, box_mpc_h) for g in grads
         ]  # eq. (3): grad F^-1(O f), read at the particles
-        pos_mpc_h = jnp.mod(pos_mpc_h + layer["alpha"] * jnp.stack(disp, axis=-1), box_mpc_h)
+        pos_mpc_h = jnp.mod(pos_mpc_h + layer["alpha"] * jnp.stack(disp, axis=-1), jnp.asarray(box_mpc_h))
     return pos_mpc_h
 
 
 @partial(jax.jit, static_argnames=("mesh_shape", "box_mpc_h"))
 def ldl_forward(
-    params: Mapping[str, Any], pos_mpc_h: jnp.ndarray, mesh_shape: tuple[int, int, int], box_mpc_h: float
+    params: Mapping[str, Any], pos_mpc_h: jnp.ndarray, mesh_shape: tuple[int, int, int], box_mpc_h: Box
 ) -> jnp.ndarray:
     """LDL field on the comoving grid: displacement layers then ``ReLU(b1 (1+delta')^mu - b0)`` (eq. 4).
 
@@ -431,7 +441,8 @@ def ldl_forward(
         params: pytree from :func:`init_params` (or conditioned parameters).
         pos_mpc_h: (N, 3) DM particle positions [Mpc/h].
         mesh_shape: static output mesh shape.
-        box_mpc_h: static box side [Mpc/h].
+        box_mpc_h: static box side [Mpc/h], or a tuple of three sides: a lightcone slab is a
+            rectangular periodic box of cubic cells, painted by the same model.
 
     Returns:
         ``mesh_shape`` array in model units (n_e / NE_UNIT_CM3 or T / T_UNIT_K).

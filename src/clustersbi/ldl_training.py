@@ -47,9 +47,8 @@ Resolution: every training box has ``ldl.training.n_mesh``^3 particles and cells
 lightcone slabs' size ``simulation.lightcone.cell_mpc_h`` (box = n_mesh x cell), because the LDL
 filters act in physical k and the output layer on the density at that cell size.
 
-Slab boxes are rectangular ((n_w, n_w, n_d) cells of one size); :mod:`clustersbi.ldl` works in
-cubic boxes, so :func:`ldl_forward_box` applies the same model (same operations, same order) in
-a periodic box with a side per axis; it equals :func:`clustersbi.ldl.ldl_forward` for a cube.
+Slab boxes are rectangular ((n_w, n_w, n_d) cells of one size): they are painted by
+:func:`clustersbi.ldl.ldl_forward` with a box side per axis.
 """
 
 from __future__ import annotations
@@ -58,7 +57,6 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -81,7 +79,6 @@ __all__ = [
     "synthetic_theta",
     "simulate_training_boxes",
     "camels_training_boxes",
-    "ldl_forward_box",
     "heldout_metrics",
     "train_ldl_models",
     "LDLPainter",
@@ -360,65 +357,6 @@ def camels_training_boxes(ldl_cfg: Mapping[str, Any], cell_mpc_h: float, fiducia
     return out
 
 
-# ----------------------------------------------------------------------------- rectangular boxes
-
-
-def _fourier_k_box(mesh_shape: tuple[int, int, int], box_mpc_h: tuple[float, float, float]):
-    """Wave vectors [h/Mpc] of the real FFT of a rectangular periodic mesh (three broadcastable
-    1D axes) and the spectral gradient kernels ``i k_d``."""
-    ks = [
-        2 * np.pi * np.fft.fftfreq(mesh_shape[0], d=box_mpc_h[0] / mesh_shape[0]).reshape(-1, 1, 1),
-        2 * np.pi * np.fft.fftfreq(mesh_shape[1], d=box_mpc_h[1] / mesh_shape[1]).reshape(1, -1, 1),
-        2 * np.pi * np.fft.rfftfreq(mesh_shape[2], d=box_mpc_h[2] / mesh_shape[2]).reshape(1, 1, -1),
-    ]
-    grads = []
-    for d, k in enumerate(ks):
-        k = k.astype(np.float32).copy()
-        if mesh_shape[d] % 2 == 0:  # Nyquist plane zeroed, as clustersbi.ldl
-            k[np.isclose(np.abs(k), np.pi * mesh_shape[d] / box_mpc_h[d])] = 0.0
-        grads.append(1j * k)
-    return [k.astype(np.float32) for k in ks], grads
-
-
-@partial(jax.jit, static_argnames=("mesh_shape", "box_mpc_h"))
-def ldl_forward_box(params, pos_mpc_h, mesh_shape: tuple[int, int, int], box_mpc_h: tuple[float, float, float]):
-    """:func:`clustersbi.ldl.ldl_forward` in a rectangular periodic box (cubic cells not required).
-
-    The displacement layers (eqs. 1-3) and the output layer (eq. 4) are those of
-    :mod:`clustersbi.ldl`; CIC painting and reading use ``clustersbi.ldl.cic_paint``/``cic_read``
-    on coordinates rescaled per axis to a unit-free cube (CIC depends only on positions in
-    cell units), while Fourier filters and gradients use the physical k of each axis.
-
-    Args:
-        params: LDL parameter pytree (base or conditioned).
-        pos_mpc_h: (N, 3) positions [Mpc/h] in [0, box).
-        mesh_shape: static (n0, n1, n2).
-        box_mpc_h: static (L0, L1, L2) [Mpc/h].
-
-    Returns:
-        mesh_shape field in model units.
-    """
-    import jax.numpy as jnp
-
-    shape = tuple(int(n) for n in mesh_shape)
-    box = jnp.asarray(box_mpc_h, jnp.float32)
-    ks, grads = _fourier_k_box(shape, tuple(float(b) for b in box_mpc_h))
-    kmag = ldl._kmag_in_graph(ks)  # not a full-mesh constant: see clustersbi.ldl._kmag_in_graph
-    n_cells = shape[0] * shape[1] * shape[2]
-
-    def density(x):  # 1 + delta; x rescaled to [0, 1)^3 so that cell i spans [i/n, (i+1)/n)
-        return ldl.cic_paint(x / box, shape, 1.0) * (n_cells / x.shape[0])
-
-    x = pos_mpc_h
-    for layer in params["layers"]:
-        source = (density(x) + ldl._EPS_DENSITY) ** layer["gamma"]
-        fk = jnp.fft.rfftn(source) * ldl.displacement_filter(layer, kmag)
-        disp = [ldl.cic_read(jnp.fft.irfftn(fk * g, s=shape), x / box, 1.0) for g in grads]
-        x = jnp.mod(x + layer["alpha"] * jnp.stack(disp, axis=-1), box)
-    delta1 = density(x)
-    return jax.nn.relu(params["b1"] * (delta1 + ldl._EPS_DENSITY) ** params["mu"] - params["b0"])
-
-
 # ----------------------------------------------------------------------------- metrics
 
 
@@ -495,8 +433,8 @@ class LDLPainter:
         shape = tuple(int(n) for n in mesh_shape)
         box = tuple(float(b) for b in np.broadcast_to(np.asarray(box_mpc_h, np.float64), (3,)))
         pos = jnp.asarray(pos_mpc_h, jnp.float32)
-        ne = np.asarray(ldl_forward_box(self.params_ne(params), pos, shape, box), np.float64) * ldl.NE_UNIT_CM3
-        t = np.asarray(ldl_forward_box(self.params_t(params, redshift), pos, shape, box), np.float64) * ldl.T_UNIT_K
+        ne = np.asarray(ldl.ldl_forward(self.params_ne(params), pos, shape, box), np.float64) * ldl.NE_UNIT_CM3
+        t = np.asarray(ldl.ldl_forward(self.params_t(params, redshift), pos, shape, box), np.float64) * ldl.T_UNIT_K
         return ne.astype(np.float32), np.maximum(t, self.t_floor_k).astype(np.float32)
 
 
@@ -778,36 +716,12 @@ def plot_ldl_outputs(
     """The LDL plots of rule ``plot_ldl``: voxel n_e vs rho_DM (target vs LDL, paper Fig. 5) and
     slices of n_e, T, n_e^2 T^(1/2) on the held-out box (:mod:`clustersbi.plots_ldl`), and the
     training curves of every stage (one panel per stage, train and validation loss)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
 
-    from .plots_ldl import plot_ne_vs_rho, plot_slices
+    from .plots_ldl import plot_ne_vs_rho, plot_slices, plot_training_stages
 
     with np.load(heldout_file) as h:
         rho, ne_t, t_t, ne_l, t_l = (h[k] for k in ("rho_over_mean", "ne_true_cm3", "t_true_k", "ne_ldl_cm3", "t_ldl_k"))
     plot_ne_vs_rho(rho, ne_t, ne_l, ne_rho_png, bins=40)
     plot_slices({"ne": ne_t, "t": t_t}, {"ne": ne_l, "t": t_l}, slices_png)
-
-    history = pd.read_csv(history_file)
-    stages = list(dict.fromkeys(history["stage"]))
-    n_col = min(3, len(stages))
-    n_row = -(-len(stages) // n_col)
-    fig, axes = plt.subplots(n_row, n_col, figsize=(4.2 * n_col, 3.2 * n_row), squeeze=False)
-    for ax, stage in zip(axes.ravel(), stages):
-        h = history[history["stage"] == stage]
-        ax.plot(h["iteration"], h["loss_train"], label="train")
-        ax.plot(h["iteration"], h["loss_val"], label="validation")
-        ax.set_yscale("log")
-        ax.set_title(stage, fontsize=9)
-        ax.set_xlabel("L-BFGS-B evaluation" if stage.startswith("base") else "Adam step")
-    for ax in axes.ravel()[len(stages):]:
-        ax.set_visible(False)
-    axes[0, 0].set_ylabel("loss (eqs. 5-6)")
-    axes[0, 0].legend()
-    fig.tight_layout()
-    with atomic_path(training_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    plot_training_stages(pd.read_csv(history_file), training_png)

@@ -3,7 +3,7 @@
 - :func:`plot_ne_vs_rho`: voxel n_e against rho_DM / mean, target and LDL as 2D histograms,
   with their power-law fits (cf. Cerardi et al., Fig. 5).
 - :func:`plot_slices`: one slice of n_e, T and the emissivity proxy n_e^2 T^(1/2), target vs LDL.
-- :func:`plot_training_curves`: train / validation loss against evaluation (or step).
+- :func:`plot_training_stages`: train / validation loss of every training stage.
 Each function writes one PNG and returns nothing.
 """
 
@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["plot_ne_vs_rho", "plot_slices", "plot_training_curves"]
+__all__ = ["plot_ne_vs_rho", "plot_slices", "plot_training_stages"]
 
 
 def _save(fig, path: str | os.PathLike) -> None:
@@ -81,16 +81,26 @@ def plot_slices(
     _save(fig, path)
 
 
-def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | os.PathLike, title: str = "") -> None:
-    """Train and validation loss (log scale) of :func:`clustersbi.ldl.fit_ldl` or ``fit_conditioning``."""
-    x_key = "evaluation" if history and "evaluation" in history[0] else "step"
-    x = [row[x_key] for row in history]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(x, [row["loss_train"] for row in history], label="train")
-    ax.plot(x, [row["loss_val"] for row in history], label="validation")
-    ax.set_yscale("log")
-    ax.set_xlabel(x_key)
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.legend()
+def plot_training_stages(history, path: str | os.PathLike) -> None:
+    """Train and validation loss of every stage of the staged LDL training, one panel each.
+
+    ``history``: the rows of ``history.csv`` (a DataFrame with stage, iteration, loss_train,
+    loss_val), as :func:`clustersbi.ldl_training.train_ldl_models` writes them.
+    """
+    stages = list(dict.fromkeys(history["stage"]))
+    n_col = min(3, len(stages))
+    n_row = -(-len(stages) // n_col)
+    fig, axes = plt.subplots(n_row, n_col, figsize=(4.2 * n_col, 3.2 * n_row), squeeze=False)
+    for ax, stage in zip(axes.ravel(), stages):
+        h = history[history["stage"] == stage]
+        ax.plot(h["iteration"], h["loss_train"], label="train")
+        ax.plot(h["iteration"], h["loss_val"], label="validation")
+        ax.set_yscale("log")
+        ax.set_title(stage, fontsize=9)
+        ax.set_xlabel("L-BFGS-B evaluation" if stage.startswith("base") else "Adam step")
+    for ax in axes.ravel()[len(stages):]:
+        ax.set_visible(False)
+    axes[0, 0].set_ylabel("loss (eqs. 5-6)")
+    axes[0, 0].legend()
+    fig.tight_layout()
     _save(fig, path)
