@@ -509,21 +509,19 @@ def lpt_on_grid(cosmo_jc, delta_lin, a: float):
     from jaxpm.growth import dGf2a, dGfa, growth_factor, growth_factor_second, growth_rate, growth_rate_second
     from jaxpm.kernels import fftk, gradient_kernel, invlaplace_kernel
 
-    def grid_forces(delta_k):
-        kvec = fftk(delta_k)
-        pot_k = delta_k * invlaplace_kernel(kvec)
+    def grid_forces(pot_k):
         return jnp.stack([ifft3d(-gradient_kernel(kvec, i) * pot_k) for i in range(3)], axis=-1)
 
     a = jnp.atleast_1d(a)
     e = jnp.sqrt(jc.background.Esqr(cosmo_jc, a))
     delta_k = fft3d(delta_lin)
-    force1 = grid_forces(delta_k)
+    kvec = fftk(delta_k)
+    pot_k = delta_k * invlaplace_kernel(kvec)
+    force1 = grid_forces(pot_k)
     dx = growth_factor(cosmo_jc, a) * force1
     p = a**2 * growth_rate(cosmo_jc, a) * e * dx
     f = a**2 * e * dGfa(cosmo_jc, a) * force1
     # second-order source: sum_{i<j} (phi_ii phi_jj - phi_ij^2), as jaxpm
-    kvec = fftk(delta_k)
-    pot_k = delta_k * invlaplace_kernel(kvec)
     delta2, shear_acc = 0.0, 0.0
     for i in range(3):
         shear_ii = ifft3d(gradient_kernel(kvec, i) ** 2 * pot_k)
@@ -531,7 +529,7 @@ def lpt_on_grid(cosmo_jc, delta_lin, a: float):
         shear_acc = shear_acc + shear_ii
         for j in range(i + 1, 3):
             delta2 = delta2 - ifft3d(gradient_kernel(kvec, i) * gradient_kernel(kvec, j) * pot_k) ** 2
-    force2 = grid_forces(fft3d(delta2))
+    force2 = grid_forces(fft3d(delta2) * invlaplace_kernel(kvec))
     dx2 = 3.0 / 7.0 * growth_factor_second(cosmo_jc, a) * force2  # jaxpm's renormalised D2
     p2 = a**2 * growth_rate_second(cosmo_jc, a) * e * dx2
     f2 = a**2 * e * dGf2a(cosmo_jc, a) * force2
