@@ -163,14 +163,128 @@ def test_ogip_readers(tmp_path):
     np.testing.assert_allclose(response.band_effective_area_cm2(full, (1.0, 1.6)), expected, rtol=1e-6)
 
 
-def test_builtin_xmm_anchor_and_absorption():
+# Mateos et al. (2009, A&A 496, 879), Table 1: EPIC count-rate-to-flux conversion factors
+# [1e11 cts cm^2 erg^-1] per camera, medium filter, power law Gamma = 1.7, N_H = 3e20 cm^-2.
+MATEOS09_ECF = {
+    (0.5, 1.0): {"pn": 7.995, "mos1": 1.756, "mos2": 1.759},
+    (1.0, 2.0): {"pn": 5.779, "mos1": 1.993, "mos2": 1.999},
+}
+MATEOS09_GAMMA, MATEOS09_NH_1E22 = 1.7, 0.03
+#: the built-in curves are approximate; their band-averaged MOS/pn ratios must match the
+#: published conversion-factor ratios to 10%
+ECF_RATIO_RTOL = 0.10
+
+
+def _power_law_band_rate(resp, band, gamma=MATEOS09_GAMMA, nh_1e22=MATEOS09_NH_1E22):
+    """Count rate [arbitrary units] of an absorbed power-law photon spectrum E^-gamma in ``band``."""
+    absorbed = response.apply_absorption(resp, nh_1e22)
+    photons = absorbed.energy_centres_kev ** -gamma * (absorbed.energ_hi_kev - absorbed.energ_lo_kev)
+    return float(np.sum(response.band_effective_area_cm2(absorbed, band) * photons))
+
+
+@pytest.fixture(scope="module")
+def xmm_cameras():
+    return response.builtin_xmm_epic_cameras()
+
+
+@pytest.mark.parametrize("band", sorted(MATEOS09_ECF))
+@pytest.mark.parametrize("mos", ["mos1", "mos2"])
+def test_builtin_mos_to_pn_ratio_vs_mateos09(xmm_cameras, band, mos):
+    # an ECF is counts per unit flux, so for one spectrum ECF_MOS / ECF_pn = CR_MOS / CR_pn
+    expected = MATEOS09_ECF[band][mos] / MATEOS09_ECF[band]["pn"]
+    got = _power_law_band_rate(xmm_cameras[mos], band) / _power_law_band_rate(xmm_cameras["pn"], band)
+    assert got == pytest.approx(expected, rel=ECF_RATIO_RTOL), (
+        f"{mos}/pn in {band} keV: built-in {got:.4f}, Mateos+09 ECF ratio {expected:.4f} ({got / expected - 1:+.1%})"
+    )
+
+
+def test_builtin_total_is_the_sum_of_the_cameras(xmm_cameras):
+    total = response.builtin_xmm_epic()
+    summed = sum(r.area_cm2 for r in xmm_cameras.values())
+    np.testing.assert_allclose(total.area_cm2, summed, rtol=1e-12)
+    np.testing.assert_allclose(total.energ_lo_kev, xmm_cameras["pn"].energ_lo_kev)
+    for band in MATEOS09_ECF:
+        got = response.band_effective_area_cm2(total, band).sum()
+        want = sum(response.band_effective_area_cm2(r, band).sum() for r in xmm_cameras.values())
+        assert got == pytest.approx(want, rel=1e-12), f"{band}: total {got}, sum of cameras {want}"
+    pn_only = response.load_response(builtin="xmm-epic-pn")
+    np.testing.assert_allclose(pn_only.area_cm2, xmm_cameras["pn"].area_cm2, rtol=1e-12)
+
+
+def test_builtin_xmm_anchor_and_absorption(xmm_cameras):
+    # Users Handbook values at 1.5 keV: pn 1227 cm^2; 922 cm^2 for the two MOS cameras together
+    at = {c: np.interp(1.5, r.energy_centres_kev, r.area_cm2) for c, r in xmm_cameras.items()}
+    assert at["pn"] == pytest.approx(1227, rel=1e-3), f"{at}"
+    assert at["mos1"] + at["mos2"] == pytest.approx(922, rel=1e-3), f"{at}"
     r = response.builtin_xmm_epic()
-    a15 = np.interp(1.5, r.energy_centres_kev, r.area_cm2)
-    assert a15 == pytest.approx(1227 + 2 * 922, rel=1e-3), f"{a15}"
     absorbed = response.apply_absorption(r, 0.03)
     t = absorbed.area_cm2 / r.area_cm2
     sigma_1kev = (120.6 + 169.3 - 47.7) * 1e-24  # MM83 Table 2 at 1 keV
     assert np.interp(1.0, r.energy_centres_kev, t) == pytest.approx(np.exp(-0.03e22 * sigma_1kev), rel=1e-3)
+
+
+def _write_arf(path, lo, hi, area):
+    from astropy.io import fits
+
+    cols = [fits.Column("ENERG_LO", "E", array=lo), fits.Column("ENERG_HI", "E", array=hi), fits.Column("SPECRESP", "E", array=area)]
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols, name="SPECRESP")]).writeto(path)
+
+
+def test_summed_arfs_on_one_grid(tmp_path):
+    lo = np.linspace(0.3, 2.9, 14)
+    hi = lo + 0.2
+    a1, a2 = np.linspace(300.0, 900.0, lo.size), 50.0 + 10.0 * np.arange(lo.size)
+    _write_arf(tmp_path / "pn.arf", lo, hi, a1)
+    _write_arf(tmp_path / "mos.arf", lo, hi, a2)
+    total = response.load_response(arf=[tmp_path / "pn.arf", tmp_path / "mos.arf"])
+    np.testing.assert_allclose(total.area_cm2, a1 + a2, rtol=1e-6)
+    np.testing.assert_allclose(total.energ_lo_kev, lo, rtol=1e-6)
+    assert total.matrix is None
+
+
+def test_summed_arfs_on_different_grids(tmp_path):
+    # camera 1: 0.2 keV bins over 0.3-3.1 keV; camera 2: 0.1 keV bins over 0.5-2.5 keV
+    lo1 = np.linspace(0.3, 2.9, 14)
+    lo2 = np.linspace(0.5, 2.4, 20)
+    a1, a2 = np.linspace(300.0, 900.0, lo1.size), 100.0 + 5.0 * np.arange(lo2.size)
+    _write_arf(tmp_path / "a.arf", lo1, lo1 + 0.2, a1)
+    _write_arf(tmp_path / "b.arf", lo2, lo2 + 0.1, a2)
+    one, two = response.read_arf(tmp_path / "a.arf"), response.read_arf(tmp_path / "b.arf")
+    total = response.load_response(arf=[tmp_path / "a.arf", tmp_path / "b.arf"])
+    assert total.energ_lo_kev[0] == pytest.approx(0.5) and total.energ_hi_kev[-1] == pytest.approx(2.5)
+    for band in [(0.5, 1.0), (1.0, 2.0), (0.7, 2.5)]:
+        # integrals of the band effective area over true energy [cm^2 keV]
+        got = np.sum(response.band_effective_area_cm2(total, band) * (total.energ_hi_kev - total.energ_lo_kev))
+        want = sum(np.sum(response.band_effective_area_cm2(r, band) * (r.energ_hi_kev - r.energ_lo_kev)) for r in (one, two))
+        assert got == pytest.approx(want, rel=1e-5), f"{band}: integral of summed area {got}, sum of integrals {want}"
+
+
+def test_summed_arfs_with_rmfs(tmp_path):
+    lo, hi, area, dense = _write_ogip(tmp_path)  # toy.arf + toy.rmf (channels = energy bins)
+    _write_arf(tmp_path / "second.arf", lo, hi, 0.5 * area)
+    band = (1.0, 1.6)  # channels 3, 4, 5
+    per_camera = area * dense[:, 3:6].sum(axis=1)
+    shared = response.load_response(arf=[tmp_path / "toy.arf", tmp_path / "second.arf"], rmf=tmp_path / "toy.rmf")
+    np.testing.assert_allclose(response.band_effective_area_cm2(shared, band), 1.5 * per_camera, rtol=1e-6)
+    paired = response.load_response(arf=[tmp_path / "toy.arf", tmp_path / "second.arf"], rmf=[tmp_path / "toy.rmf"] * 2)
+    assert paired.matrix.shape == (lo.size, 2 * lo.size)  # both cameras' channels side by side
+    np.testing.assert_allclose(response.band_effective_area_cm2(paired, band), 1.5 * per_camera, rtol=1e-6)
+    with pytest.raises(ValueError, match="one ARF per RMF"):
+        response.load_response(arf=[tmp_path / "toy.arf"], rmf=[tmp_path / "toy.rmf"] * 2)
+    with pytest.raises(ValueError, match="with and without an RMF"):
+        response.sum_responses([response.read_arf(tmp_path / "toy.arf"), shared])
+
+
+def test_response_lists_pass_the_config_schema(repo):
+    from clustersbi.config import ConfigError, load_schema, load_yaml, validate_config
+
+    schema = load_schema(repo / "workflow/schemas/config.schema.yaml")
+    config = load_yaml(repo / "config/config.yaml")
+    config["xray"]["response"].update(arf=["pn.arf", "mos1.arf", "mos2.arf"], rmf="epic.rmf")
+    validate_config(config, schema)
+    config["xray"]["response"]["arf"] = []
+    with pytest.raises(ConfigError, match="xray.response.arf"):
+        validate_config(config, schema)
 
 
 def _box_fields(n=12, seed=3):

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import jsonschema
 import yaml
 
-__all__ = ["write_resolved_config", "load_schema", "canonical", "prepend_to_pythonpath", "ConfigError", "load_yaml", "validate_config", "check_semantics", "key_path"]
+__all__ = ["load_schema", "canonical", "prepend_to_pythonpath", "ConfigError", "load_yaml", "validate_config", "check_semantics", "key_path"]
 
 
 class ConfigError(ValueError):
@@ -176,13 +176,3 @@ def canonical(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [canonical(v) for v in value]
     return value
-
-
-def write_resolved_config(config: Mapping[str, Any], path: str | Path) -> None:
-    """Write the validated config (defaults filled in) as YAML, atomically, with the version."""
-    from . import __version__
-    from .io import atomic_path
-
-    header = f"# configuration as run (defaults filled in), clustersbi {__version__}\n"
-    with atomic_path(path) as tmp:
-        tmp.write_text(header + yaml.safe_dump(canonical(dict(config)), sort_keys=True))

@@ -19,9 +19,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .constants import HUBBLE_DISTANCE_MPC_H
+
 __all__ = [
-    "SPEED_OF_LIGHT_KM_S",
-    "HUBBLE_DISTANCE_MPC_H",
     "Cosmology",
     "efunc",
     "comoving_distance_mpc_h",
@@ -33,17 +33,11 @@ __all__ = [
     "sigma_r",
     "LinearPower",
     "camb_power",
-    "design_cosmologies",
-    "chunk_linear_power",
-    "write_linear_power",
-    "read_linear_power",
     "colossus_cosmology",
+    "predicted_halo_counts",
     "eisenstein_hu_power",
 ]
 
-SPEED_OF_LIGHT_KM_S = 299792.458
-#: c / (100 km/s/Mpc): the Hubble distance in Mpc/h.
-HUBBLE_DISTANCE_MPC_H = SPEED_OF_LIGHT_KM_S / 100.0
 
 # Gauss-Legendre nodes for the smooth integrands below; 64 nodes integrate 1/E(z) over
 # 0 < z < 10 to ~1e-12 relative accuracy.
@@ -268,97 +262,6 @@ def camb_power(
 
 # --- per-chunk products -------------------------------------------------------------
 
-#: scale factors of the stored growth table and redshifts of the stored distance table
-GROWTH_TABLE_A = np.geomspace(0.01, 1.0, 200)
-DISTANCE_TABLE_Z = np.linspace(0.0, 5.0, 501)
-
-
-def design_cosmologies(design: Mapping, fiducial: Mapping[str, float]) -> list[Cosmology]:
-    """The :class:`Cosmology` of each simulation of a chunk design (see design.chunk_design).
-
-    Parameters the design does not vary take their ``fiducial`` values.
-    """
-    names = design["outer_names"]
-    return [Cosmology.from_mapping(dict(zip(names, row)), fiducial) for row in design["outer"]]
-
-
-def chunk_linear_power(
-    design: Mapping,
-    fiducial: Mapping[str, float],
-    redshifts: Sequence[float],
-    k_h_mpc: np.ndarray,
-    progress: bool = True,
-) -> list[LinearPower]:
-    """CAMB linear P(k, z) for every simulation of a chunk (one CAMB run each)."""
-    from tqdm import tqdm
-
-    cosmologies = design_cosmologies(design, fiducial)
-    out = []
-    for index, cosmo in tqdm(list(zip(design["indices"], cosmologies)), desc="CAMB", disable=not progress):
-        try:
-            out.append(camb_power(cosmo, redshifts, k_h_mpc))
-        except Exception as err:  # CAMB raises its own error types; add the simulation index
-            raise RuntimeError(f"CAMB failed for simulation {index} ({cosmo}): {err}") from err
-        if not np.all(np.isfinite(out[-1].pk_mpc3_h3)):
-            raise RuntimeError(f"CAMB returned non-finite P(k) for simulation {index} ({cosmo})")
-    return out
-
-
-def write_linear_power(path, design: Mapping, cosmologies: Sequence[Cosmology], spectra: Sequence[LinearPower]) -> None:
-    """Write a chunk's spectra, growth and distance tables to HDF5, atomically.
-
-    Layout: root datasets ``k_h_mpc`` (n_k), ``redshifts`` (n_z), ``growth_a`` and
-    ``distance_z``; one group ``sim_{index:06d}`` per simulation with ``pk`` (n_z, n_k)
-    [(Mpc/h)^3], ``growth`` D(growth_a), ``chi_mpc_h`` chi(distance_z), and attributes
-    (parameters, seed, split, A_s, sigma_8).
-    """
-    import h5py
-
-    from .io import atomic_path, h5_write_attrs
-
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f["k_h_mpc"] = spectra[0].k_h_mpc
-        f["redshifts"] = spectra[0].redshifts
-        f["growth_a"] = GROWTH_TABLE_A
-        f["distance_z"] = DISTANCE_TABLE_Z
-        f.attrs["camb_version"] = spectra[0].metadata.get("camb_version", "")
-        for pos, (index, cosmo, spec) in enumerate(zip(design["indices"], cosmologies, spectra)):
-            g = f.create_group(f"sim_{index:06d}")
-            g["pk"] = spec.pk_mpc3_h3
-            g["growth"] = growth_factor(GROWTH_TABLE_A, cosmo.Omega_m)
-            g["chi_mpc_h"] = comoving_distance_mpc_h(DISTANCE_TABLE_Z, cosmo.Omega_m)
-            h5_write_attrs(
-                g,
-                {
-                    "index": index,
-                    "seed": design["seeds"][pos],
-                    "split": design["splits"][pos],
-                    "a_s": spec.a_s,
-                    **{f"param_{k}": v for k, v in vars(cosmo).items()},
-                },
-            )
-
-
-def read_linear_power(path, index: int) -> tuple[Cosmology, LinearPower]:
-    """Read simulation ``index``'s cosmology and spectra from a chunk file."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        name = f"sim_{index:06d}"
-        if name not in f:
-            raise KeyError(f"{path}: no simulation {index} (groups: {list(f)[:5]}...)")
-        g = f[name]
-        cosmo = Cosmology(**{k[6:]: float(v) for k, v in g.attrs.items() if k.startswith("param_")})
-        spec = LinearPower(
-            k_h_mpc=f["k_h_mpc"][:],
-            redshifts=f["redshifts"][:],
-            pk_mpc3_h3=g["pk"][:],
-            sigma_8=cosmo.sigma_8,
-            a_s=float(g.attrs["a_s"]),
-        )
-    return cosmo, spec
-
-
 def colossus_cosmology(cosmo: Cosmology, name: str = "clustersbi"):
     """The equivalent colossus cosmology (flat, no radiation in E(z), massless neutrinos).
 
@@ -389,3 +292,23 @@ def eisenstein_hu_power(cosmo: Cosmology, k_h_mpc: np.ndarray, z: float = 0.0, w
     """
     model = "eisenstein98" if wiggles else "eisenstein98_zb"
     return np.asarray(colossus_cosmology(cosmo).matterPowerSpectrum(np.asarray(k_h_mpc), z=z, model=model))
+
+
+def predicted_halo_counts(
+    cosmo: Cosmology, mass_edges_msun_h: np.ndarray, z: float, volume_mpc3_h3: float, model: str = "watson13"
+) -> np.ndarray:
+    """Expected number of FoF halos per mass bin from a colossus mass-function fit.
+
+    Integrates dn/dlnM (FoF masses, ``mdef='fof'``; Watson et al. 2013 by default) over each
+    bin in ln M with 9-point trapezoids. Colossus uses its own Eisenstein & Hu spectrum
+    normalised to the same sigma_8.
+    """
+    from colossus.lss import mass_function
+
+    colossus_cosmology(cosmo)
+    counts = []
+    for lo, hi in zip(mass_edges_msun_h[:-1], mass_edges_msun_h[1:]):
+        m = np.geomspace(lo, hi, 9)
+        dn_dlnm = mass_function.massFunction(m, z, q_in="M", q_out="dndlnM", mdef="fof", model=model)
+        counts.append(np.trapezoid(dn_dlnm, np.log(m)) * volume_mpc3_h3)
+    return np.asarray(counts)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,12 @@ __all__ = [
     "chunk_indices",
     "chunk_design",
     "chunk_inner_rows",
+    "ChunkDesign",
+    "priors_by_name",
+    "inference_names",
+    "prior_box",
+    "to_inference_coordinates",
+    "SimulationRecord",
     "design_table",
     "SPLITS",
 ]
@@ -62,6 +68,10 @@ class SeedStream:
     SCALING_SCATTER = 4
     LIGHTCONE = 5
     NETWORK = 6
+    #: one lightcone slab's initial conditions: (simulation, lightcone, slab)
+    SLAB = 7
+    #: observational noise of the X-ray maps: (simulation, lightcone, slab; n_slabs = the summed map)
+    XRAY_NOISE = 8
     #: LDL training boxes and network initialisations (kept apart from the design's streams)
     LDL_TRAINING = 100
 
@@ -329,3 +339,153 @@ def design_table(spec: DesignSpec) -> pd.DataFrame:
                     }
                 )
     return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class SimulationRecord:
+    """One simulation of a chunk: what every per-simulation output records about it.
+
+    Attributes:
+        index: the simulation's (outer) design index.
+        seed: its initial-condition seed (:func:`simulation_seed`).
+        split: train / val / test / holdout.
+        names: outer parameter names, in design order.
+        values: outer parameter values, in the same order.
+        inner_names: inner (nested) parameter names; empty without nesting.
+        inner: (n_inner, len(inner_names)) inner rows; empty without nesting or when not
+            computed.
+    """
+
+    index: int
+    seed: int
+    split: str
+    names: tuple[str, ...]
+    values: tuple[float, ...]
+    inner_names: tuple[str, ...] = ()
+    inner: tuple[tuple[float, ...], ...] = ()
+
+    @property
+    def parameters(self) -> dict[str, float]:
+        """Outer parameters by name."""
+        return dict(zip(self.names, self.values))
+
+    @property
+    def theta_names(self) -> list[str]:
+        """Names of :attr:`theta`: the outer parameters, then the first inner row's."""
+        return list(self.names) + (list(self.inner_names) if self.inner else [])
+
+    @property
+    def theta(self) -> list[float]:
+        """The parameters of the simulation's first mock (outer values + first inner row)."""
+        return list(self.values) + (list(self.inner[0]) if self.inner else [])
+
+    @property
+    def group_name(self) -> str:
+        """Its HDF5 group in every chunk file."""
+        return f"sim_{self.index:06d}"
+
+    def to_attrs(self) -> dict[str, Any]:
+        """HDF5 attributes of the simulation's group (the one definition of its metadata)."""
+        return {
+            "index": int(self.index),
+            "seed": int(self.seed),
+            "split": str(self.split),
+            "param_names": [str(n) for n in self.theta_names],
+            "theta": [float(v) for v in self.theta],
+            **{f"param_{n}": float(v) for n, v in zip(self.theta_names, self.theta)},
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> "SimulationRecord":
+        """Inverse of :meth:`to_attrs` (the first inner row, if any, joins the outer values)."""
+        missing = [k for k in ("index", "seed", "split", "param_names", "theta") if k not in attrs]
+        if missing:
+            raise ValueError(f"simulation attributes lack {missing}")
+        return cls(int(attrs["index"]), int(attrs["seed"]), str(attrs["split"]),
+                   tuple(str(n) for n in attrs["param_names"]), tuple(float(v) for v in attrs["theta"]))
+
+    def check_stored(self, attrs: Mapping[str, Any], where: str) -> None:
+        """Raise ValueError naming ``where`` if stored ``param_<name>`` attributes disagree (a stale file)."""
+        for name, value in zip(self.theta_names, self.theta):
+            stored = attrs.get(f"param_{name}")
+            if stored is not None and not np.isclose(float(stored), value, rtol=1e-6, atol=0.0):
+                raise ValueError(f"{where}: simulation {self.index} has param_{name} = {stored} but the design "
+                                 f"says {value}; the file is stale")
+
+
+@dataclass(frozen=True)
+class ChunkDesign:
+    """A chunk's design, typed; built from the plain rule params of :func:`chunk_design`.
+
+    Snakemake compares the plain params to decide reruns, so they stay the transport; this is
+    the one place that reads them.
+    """
+
+    chunk: int
+    seed: int
+    records: tuple[SimulationRecord, ...]
+    inner_names: tuple[str, ...]
+    n_inner: int
+
+    @classmethod
+    def from_params(cls, design: Mapping[str, Any], with_inner: bool = True) -> "ChunkDesign":
+        """From :func:`chunk_design`'s dict; computes the inner rows when absent (``with_inner``)."""
+        inner = list(design["inner"])
+        if with_inner and not inner and design["inner_priors"]:
+            inner = chunk_inner_rows(design)
+        names = tuple(str(n) for n in design["outer_names"])
+        inner_names = tuple(str(n) for n in design["inner_names"])
+        records = tuple(
+            SimulationRecord(
+                index=int(i), seed=int(seed), split=str(split), names=names,
+                values=tuple(float(v) for v in row), inner_names=inner_names,
+                inner=tuple(tuple(float(v) for v in r) for r in inner[pos]) if inner else (),
+            )
+            for pos, (i, seed, split, row) in enumerate(zip(design["indices"], design["seeds"], design["splits"], design["outer"]))
+        )
+        return cls(int(design["chunk"]), int(design["seed"]), records, inner_names, int(design["n_inner"]))
+
+    @property
+    def indices(self) -> list[int]:
+        return [r.index for r in self.records]
+
+    def record(self, index: int) -> SimulationRecord:
+        """The record of simulation ``index``; ValueError if it is not in this chunk."""
+        for r in self.records:
+            if r.index == index:
+                return r
+        raise ValueError(f"simulation {index} is not in chunk {self.chunk}")
+
+    def __iter__(self) -> Iterator[SimulationRecord]:
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+# ----------------------------------------------------------------------------- inference coordinates
+
+
+def priors_by_name(priors: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, Prior]:
+    return {p["name"]: Prior.from_mapping(p) for section in priors.values() for p in section}
+
+
+def inference_names(param_names: Sequence[str], priors: Mapping[str, Prior]) -> list[str]:
+    """Parameter names in inference coordinates (``ln_A`` for a log-uniform ``A``)."""
+    return [f"ln_{n}" if priors[n].distribution == "loguniform" else n for n in param_names]
+
+
+def prior_box(param_names: Sequence[str], priors: Mapping[str, Prior]) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of the prior box in inference coordinates."""
+    missing = [n for n in param_names if n not in priors]
+    if missing:
+        raise ValueError(f"training-set parameters {missing} have no prior in the config")
+    bounds = np.array([priors[n].inference_bounds for n in param_names])
+    return bounds[:, 0], bounds[:, 1]
+
+
+def to_inference_coordinates(theta: np.ndarray, param_names: Sequence[str], priors: Mapping[str, Prior]):
+    """(theta in inference coordinates, low, high) for the prior box."""
+    low, high = prior_box(param_names, priors)
+    columns = [priors[n].to_inference(theta[:, j]) for j, n in enumerate(param_names)]
+    return np.column_stack(columns), low, high

@@ -53,17 +53,16 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .constants import K_B_ERG_K, M_P_G, MPC_CM, MSUN_G, RHO_CRIT_H2_G_CM3
+from .mesh import assign_to_mesh
+
 __all__ = [
     "X_H",
-    "M_P_G",
-    "K_B_ERG_K",
-    "MPC_CM",
     "GasGrid",
     "SyntheticGasParams",
     "mean_molecular_weight",
     "temperature_k",
-    "cic_paint_np",
-    "grid_gas",
+    "paint_gas_particles",
     "physical_ne",
     "mean_electron_density",
     "load_camels_snapshot",
@@ -73,16 +72,6 @@ __all__ = [
 
 #: Hydrogen mass fraction (primordial, as IllustrisTNG).
 X_H = 0.76
-#: Proton mass [g] (CODATA 2018).
-M_P_G = 1.67262192369e-24
-#: Boltzmann constant [erg/K].
-K_B_ERG_K = 1.380649e-16
-#: Megaparsec [cm].
-MPC_CM = 3.0856775814913673e24
-#: Solar mass [g] (IAU nominal GM / G).
-MSUN_G = 1.988409870698051e33
-#: Critical density today / h^2 [g cm^-3].
-RHO_CRIT_H2_G_CM3 = 1.87834e-29
 #: Electrons per hydrogen atom for fully ionised H + He with X_H = 0.76.
 X_E_IONISED = 1.0 + (1.0 - X_H) / (2.0 * X_H)
 
@@ -152,61 +141,24 @@ def temperature_k(u_km2_s2: np.ndarray | float, x_e: np.ndarray | float, x_h: fl
     return (2.0 / 3.0) * u_cgs * mean_molecular_weight(x_e, x_h) * M_P_G / K_B_ERG_K
 
 
-def cic_paint_np(
-    pos_mpc_h: np.ndarray, mesh_shape: Sequence[int], box_mpc_h, weights: np.ndarray | None = None
+def paint_gas_particles(
+    pos_mpc_h: np.ndarray, mass_g: np.ndarray, x_e: np.ndarray, t_k: np.ndarray, mesh_shape: Sequence[int], box_mpc_h
 ) -> np.ndarray:
-    """Periodic CIC deposit in numpy (float64); same cell convention as :func:`clustersbi.ldl.cic_paint`.
-
-    ``box_mpc_h``: the side of a cubic box or the three sides of a rectangular one.
-    """
-    shape = np.asarray(mesh_shape, dtype=np.int64)
-    if shape.size != 3:
-        raise ValueError(f"mesh_shape must have 3 entries, got {mesh_shape!r}")
-    pos = np.asarray(pos_mpc_h, dtype=np.float64)
-    if pos.ndim != 2 or pos.shape[1] != 3:
-        raise ValueError(f"pos_mpc_h must have shape (N, 3), got {pos.shape}")
-    w_part = np.ones(len(pos)) if weights is None else np.asarray(weights, dtype=np.float64)
-    grid = pos * (shape / np.broadcast_to(np.asarray(box_mpc_h, dtype=float), (3,)))
-    i0 = np.floor(grid).astype(np.int64)
-    frac = grid - i0
-    out = np.zeros(int(np.prod(shape)))
-    for dx in (0, 1):
-        for dy in (0, 1):
-            for dz in (0, 1):
-                off = np.array([dx, dy, dz])
-                idx = (i0 + off) % shape
-                w = np.prod(np.where(off == 1, frac, 1.0 - frac), axis=1) * w_part
-                flat = (idx[:, 0] * shape[1] + idx[:, 1]) * shape[2] + idx[:, 2]
-                out += np.bincount(flat, weights=w, minlength=out.size)
-    return out.reshape(tuple(shape))
-
-
-def grid_gas(
-    pos_mpc_h: np.ndarray,
-    mass_1e10msun_h: np.ndarray,
-    x_e: np.ndarray,
-    u_km2_s2: np.ndarray,
-    mesh_shape: Sequence[int],
-    box_mpc_h: float,
-    hubble: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Grid gas particles: comoving n_e [cm^-3] (electron count / cell volume) and mass-weighted T [K].
+    """CIC sums per cell (cell convention "centre") of the electrons, mass and mass x T of gas particles.
 
     Args:
         pos_mpc_h: (N, 3) comoving positions [Mpc/h].
-        mass_1e10msun_h: (N,) masses [1e10 Msun/h].
+        mass_g: (N,) particle masses [g].
         x_e: (N,) electron abundance n_e / n_H.
-        u_km2_s2: (N,) specific internal energy [(km/s)^2].
-        hubble: h, to turn Mpc/h and Msun/h into cm and g.
+        t_k: (N,) temperatures [K].
+        mesh_shape: (3,) cells per axis; box_mpc_h: box side(s) [Mpc/h].
+
+    Returns:
+        (3,) + mesh_shape array: electron count, mass [g] and mass-weighted T sum [g K] per cell
+        (accumulate over particle blocks, then n_e = electrons / V_cell, T = (m T) / m).
     """
-    mass_g = np.asarray(mass_1e10msun_h, dtype=np.float64) * 1e10 * MSUN_G / hubble
-    n_elec = mass_g * X_H * np.asarray(x_e, dtype=np.float64) / M_P_G
-    cell_cm3 = float(np.prod([box_mpc_h / n for n in mesh_shape])) * (MPC_CM / hubble) ** 3
-    ne = cic_paint_np(pos_mpc_h, mesh_shape, box_mpc_h, n_elec) / cell_cm3
-    mass_grid = cic_paint_np(pos_mpc_h, mesh_shape, box_mpc_h, mass_g)
-    mt_grid = cic_paint_np(pos_mpc_h, mesh_shape, box_mpc_h, mass_g * temperature_k(u_km2_s2, x_e))
-    t = np.divide(mt_grid, mass_grid, out=np.zeros_like(mt_grid), where=mass_grid > 0)
-    return ne, t
+    weights = (mass_g * X_H * x_e / M_P_G, mass_g, mass_g * t_k)
+    return np.stack([assign_to_mesh(pos_mpc_h, mesh_shape, box_mpc_h, "cic", w, convention="centre") for w in weights])
 
 
 def physical_ne(ne_comoving_cm3: np.ndarray, redshift: float) -> np.ndarray:
@@ -267,9 +219,7 @@ def load_camels_snapshot(
         raise ValueError(f"cell_mpc_h={cell_mpc_h} leaves fewer than 2 cells in a {box_mpc_h} Mpc/h box")
     mesh = (n, n, n)
     cell_cm3 = (box_mpc_h / n) ** 3 * (MPC_CM / hubble) ** 3
-    n_elec = np.zeros(mesh)
-    mass_grid = np.zeros(mesh)
-    mt_grid = np.zeros(mesh)
+    sums = np.zeros((3, *mesh))  # electrons, mass, mass x T per cell
     dm = []
     for path in paths:
         with h5py.File(path, "r") as f:
@@ -285,13 +235,12 @@ def load_camels_snapshot(
                     mass_g = gas["Masses"][sl].astype(np.float64) * 1e10 * MSUN_G / hubble
                     x_e = gas["ElectronAbundance"][sl].astype(np.float64)
                     t_k = temperature_k(gas["InternalEnergy"][sl], x_e)
-                    n_elec += cic_paint_np(pos, mesh, box_mpc_h, mass_g * X_H * x_e / M_P_G)
-                    mass_grid += cic_paint_np(pos, mesh, box_mpc_h, mass_g)
-                    mt_grid += cic_paint_np(pos, mesh, box_mpc_h, mass_g * t_k)
+                    sums += paint_gas_particles(pos, mass_g, x_e, t_k, mesh, box_mpc_h)
             if "PartType1" in f:
                 dm.append(np.mod(f["PartType1"]["Coordinates"][:].astype(np.float64) / 1e3, box_mpc_h))
     if not dm:
         raise ValueError(f"no PartType1 (DM) particles in {[str(p) for p in paths]}")
+    n_elec, mass_grid, mt_grid = sums
     if mass_grid.sum() <= 0:
         raise ValueError(f"no PartType0 (gas) particles in {[str(p) for p in paths]}")
     t = np.divide(mt_grid, mass_grid, out=np.zeros_like(mt_grid), where=mass_grid > 0)
@@ -353,7 +302,7 @@ def synthetic_gas(
         if theta_sim[key] <= 0:
             raise ValueError(f"theta_sim[{key!r}] must be > 0, got {theta_sim[key]}")
     a_fb = np.array([theta_sim["a_sn1"], theta_sim["a_sn2"], theta_sim["a_agn1"], theta_sim["a_agn2"]], float)
-    rho_dm = cic_paint_np(dm_pos_mpc_h, mesh_shape, box_mpc_h)
+    rho_dm = assign_to_mesh(dm_pos_mpc_h, mesh_shape, box_mpc_h, "cic", convention="centre")
     rho_dm /= rho_dm.mean()  # 1 + delta_DM
 
     # density: smoothing, feedback depletion, baryon conservation

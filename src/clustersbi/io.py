@@ -1,4 +1,4 @@
-"""Atomic output files and small HDF5 helpers.
+"""Atomic output files, small HDF5 helpers and the chunk-file layout.
 
 Every stage writes its outputs through :func:`atomic_path`, so a job killed mid-write
 leaves no file that a rerun would trust (DESIGN.md, principle 5).
@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-__all__ = ["atomic_path", "write_json", "h5_write_attrs", "h5_read_attrs"]
+__all__ = ["atomic_path", "write_json", "h5_write_attrs", "h5_read_attrs", "sorted_groups", "ChunkFile"]
 
 
 @contextlib.contextmanager
@@ -86,3 +86,90 @@ def h5_read_attrs(obj) -> dict[str, Any]:
 
 def _is_numeric_sequence(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value)
+
+
+def sorted_groups(group, prefix: str) -> list[str]:
+    """Names of the members of an open HDF5 group that start with ``prefix``, sorted."""
+    return sorted(k for k in group if k.startswith(prefix))
+
+
+class ChunkFile:
+    """A per-chunk HDF5 file: ``sim_{index:06d}[/lc_{l:02d}[/slab_{s:02d}]]`` groups with attributes.
+
+    Every per-chunk output (particles, gas, maps, catalogues, XODs, halos, summaries) uses this
+    layout; a simulation's group carries :meth:`clustersbi.design.SimulationRecord.to_attrs`.
+    Create with :meth:`create` (atomic: the file appears only when the block succeeds), read
+    with :meth:`open`.
+    """
+
+    def __init__(self, h5file) -> None:
+        self.h5 = h5file
+
+    @classmethod
+    @contextlib.contextmanager
+    def create(cls, path: str | os.PathLike) -> Iterator["ChunkFile"]:
+        """Write a new chunk file at ``path`` atomically (the HDF5 file closes before the rename)."""
+        import h5py
+
+        with atomic_path(path) as tmp:
+            with h5py.File(tmp, "w") as f:
+                yield cls(f)
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, path: str | os.PathLike) -> Iterator["ChunkFile"]:
+        """Read an existing chunk file."""
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            yield cls(f)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return h5_read_attrs(self.h5)
+
+    def write_attrs(self, attrs: Mapping[str, Any]) -> None:
+        h5_write_attrs(self.h5, attrs)
+
+    def add_simulation(self, record, **extra: Any):
+        """New group of a :class:`~clustersbi.design.SimulationRecord`, with its attributes and ``extra``."""
+        group = self.h5.create_group(record.group_name)
+        h5_write_attrs(group, {**record.to_attrs(), **extra})
+        return group
+
+    def simulation(self, record):
+        """The group of ``record``, created (with its attributes) on first use."""
+        if record.group_name in self.h5:
+            return self.h5[record.group_name]
+        return self.add_simulation(record)
+
+    @staticmethod
+    def add_lightcone(sim_group, lightcone: int, **attrs: Any):
+        group = sim_group.create_group(f"lc_{lightcone:02d}")
+        h5_write_attrs(group, {"lightcone": int(lightcone), **attrs})
+        return group
+
+    @staticmethod
+    def add_slab(lc_group, slab: int, **attrs: Any):
+        group = lc_group.create_group(f"slab_{slab:02d}")
+        h5_write_attrs(group, attrs)
+        return group
+
+    def simulations(self) -> Iterator[tuple[dict[str, Any], Any]]:
+        """(attributes, group) of every simulation, by index."""
+        for name in sorted_groups(self.h5, "sim_"):
+            yield h5_read_attrs(self.h5[name]), self.h5[name]
+
+    @staticmethod
+    def lightcones(sim_group) -> Iterator[tuple[int, Any]]:
+        """(lightcone number, group) of a simulation group, in order."""
+        for name in sorted_groups(sim_group, "lc_"):
+            yield int(name[3:]), sim_group[name]
+
+    @staticmethod
+    def slabs(lc_group) -> list:
+        """The slab groups of a lightcone group, in order; ValueError if there are none."""
+        slabs = [lc_group[n] for n in sorted_groups(lc_group, "slab_")]
+        if not slabs:
+            raise ValueError(f"{lc_group.name} holds no slab_ groups")
+        return slabs

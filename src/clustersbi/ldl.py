@@ -87,12 +87,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from .mesh import cic_read
+from .mesh import particle_density as _mesh_particle_density
+
 __all__ = [
+    "particle_density",
     "NE_UNIT_CM3",
     "T_UNIT_K",
-    "cic_paint",
-    "cic_read",
-    "particle_density",
     "fourier_k",
     "bspline_filter",
     "displacement_filter",
@@ -125,6 +126,8 @@ log = logging.getLogger(__name__)
 NE_UNIT_CM3 = 1e-5
 #: T model unit [K]: model field = T / T_UNIT_K.
 T_UNIT_K = 1e5
+#: Cell convention of every LDL mesh (clustersbi.mesh): as the PM particles and the X-ray painter.
+MESH_CONVENTION = "centre"
 
 _EPS_DENSITY = 1e-8  # as Dai & Seljak: keeps (1 + delta)^gamma differentiable in empty cells
 _EPS_SQRT = 1e-12
@@ -144,61 +147,9 @@ def _check_mesh(mesh_shape: Sequence[int]) -> tuple[int, int, int]:
     return shape
 
 
-def _cic_indices_weights(pos_mpc_h: jnp.ndarray, mesh_shape: tuple[int, int, int], box_mpc_h: Box):
-    """Flat cell indices (N, 8) and CIC weights (N, 8) of the 8 cells around each particle."""
-    shape = jnp.asarray(mesh_shape, dtype=pos_mpc_h.dtype)
-    grid = pos_mpc_h * (shape / jnp.asarray(box_mpc_h, dtype=pos_mpc_h.dtype))  # grid units, cell i spans [i, i+1) -> centre at i
-    i0 = jnp.floor(grid)
-    frac = grid - i0
-    i0 = i0.astype(jnp.int32)
-    offsets = jnp.array(
-        [[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=jnp.int32
-    )  # (8, 3)
-    idx = (i0[:, None, :] + offsets[None, :, :]) % jnp.asarray(mesh_shape, dtype=jnp.int32)
-    w = jnp.prod(jnp.where(offsets[None, :, :] == 1, frac[:, None, :], 1.0 - frac[:, None, :]), axis=-1)
-    flat = (idx[..., 0] * mesh_shape[1] + idx[..., 1]) * mesh_shape[2] + idx[..., 2]
-    return flat, w
-
-
-@partial(jax.jit, static_argnames=("mesh_shape", "box_mpc_h"))
-def cic_paint(
-    pos_mpc_h: jnp.ndarray,
-    mesh_shape: tuple[int, int, int],
-    box_mpc_h: Box,
-    weights: jnp.ndarray | None = None,
-) -> jnp.ndarray:
-    """Cloud-in-cell deposit of any number of particles onto a periodic mesh.
-
-    Args:
-        pos_mpc_h: (N, 3) positions [Mpc/h]; any real values (wrapped periodically).
-        mesh_shape: static (n0, n1, n2).
-        box_mpc_h: static box side [Mpc/h], or a tuple of three sides (rectangular box).
-        weights: (N,) particle weights (default 1).
-
-    Returns:
-        (n0, n1, n2) mesh holding the summed weights (total = sum of weights). Cell (i, j, k)
-        is centred at ``(i, j, k) * box / n`` (the convention of pmesh and JaxPM).
-    """
-    flat, w = _cic_indices_weights(pos_mpc_h, mesh_shape, box_mpc_h)
-    if weights is not None:
-        w = w * weights[:, None]
-    n_cells = mesh_shape[0] * mesh_shape[1] * mesh_shape[2]
-    mesh = jnp.zeros(n_cells, dtype=w.dtype).at[flat.ravel()].add(w.ravel())
-    return mesh.reshape(mesh_shape)
-
-
-@partial(jax.jit, static_argnames=("box_mpc_h",))
-def cic_read(mesh: jnp.ndarray, pos_mpc_h: jnp.ndarray, box_mpc_h: Box) -> jnp.ndarray:
-    """Cloud-in-cell interpolation of a periodic mesh at (N, 3) positions [Mpc/h] -> (N,)."""
-    mesh_shape = tuple(mesh.shape)
-    flat, w = _cic_indices_weights(pos_mpc_h, mesh_shape, box_mpc_h)
-    return jnp.sum(mesh.ravel()[flat] * w, axis=-1)
-
-
 def particle_density(pos_mpc_h: jnp.ndarray, mesh_shape: tuple[int, int, int], box_mpc_h: Box) -> jnp.ndarray:
-    """``1 + delta`` of equal-mass particles on the mesh (CIC, mean exactly 1)."""
-    n_cells = mesh_shape[0] * mesh_shape[1] * mesh_shape[2]
-    return cic_paint(pos_mpc_h, mesh_shape, box_mpc_h) * (n_cells / pos_mpc_h.shape[0])
+    """``1 + delta`` of equal-mass particles on an LDL mesh (CIC, :data:`MESH_CONVENTION`, mean 1)."""
+    return _mesh_particle_density(pos_mpc_h, tuple(int(n) for n in mesh_shape), box_mpc_h, convention=MESH_CONVENTION)
 
 
 # ----------------------------------------------------------------------------- Fourier
@@ -425,7 +376,7 @@ def displace(
         source = (delta1 + _EPS_DENSITY) ** layer["gamma"]  # eq. (1)
         fk = jnp.fft.rfftn(source) * displacement_filter(layer, kmag)  # eq. (2')
         disp = [
-            cic_read(jnp.fft.irfftn(fk * g, s=mesh_shape), pos_mpc_h, box_mpc_h) for g in grads
+            cic_read(jnp.fft.irfftn(fk * g, s=mesh_shape), pos_mpc_h, box_mpc_h, convention=MESH_CONVENTION) for g in grads
         ]  # eq. (3): grad F^-1(O f), read at the particles
         pos_mpc_h = jnp.mod(pos_mpc_h + layer["alpha"] * jnp.stack(disp, axis=-1), jnp.asarray(box_mpc_h))
     return pos_mpc_h

@@ -34,7 +34,7 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft
 
-from clustersbi.fields import assign_to_mesh, assignment_order
+from clustersbi.mesh import assign_to_mesh, assignment_order
 
 __all__ = [
     "PowerSpectrum",
@@ -313,7 +313,7 @@ def power_spectrum(
     mean = total / float(n_mesh) ** 3
 
     def transformed(shift: float) -> np.ndarray:
-        mesh = assign_to_mesh(pos, n_mesh, box_mpc_h, order, w, shift_cells=shift)
+        mesh = assign_to_mesh(pos, n_mesh, box_mpc_h, order, w, convention="node", shift_cells=shift)
         mesh /= mean
         mesh -= 1.0
         return scipy.fft.rfftn(mesh.astype(fft_dtype, copy=False), workers=workers)

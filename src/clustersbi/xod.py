@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterable, Literal, Sequence
+from typing import Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,6 +54,20 @@ class XodBins:
                 raise ValueError(f"xod.bins.{name} needs low < high and n >= 1, got {(lo, hi, n)}")
             edges.append(np.linspace(lo, hi, int(n) + 1))
         return cls(*edges)
+
+    @classmethod
+    def from_spec(cls, bins: Mapping[str, Mapping[str, float]]) -> "XodBins":
+        """From ``{axis: {low, high, n}}`` for the axes log_cr, hr, z (config ``xod.bins``)."""
+        return cls.linear(**{axis: (bins[axis]["low"], bins[axis]["high"], bins[axis]["n"]) for axis in ("log_cr", "hr", "z")})
+
+    def to_attrs(self) -> dict[str, np.ndarray]:
+        """The edges as HDF5 attributes (``log_cr_edges``, ``hr_edges``, ``z_edges``)."""
+        return {"log_cr_edges": self.log_cr, "hr_edges": self.hr, "z_edges": self.z}
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, object]) -> "XodBins":
+        """Inverse of :meth:`to_attrs`."""
+        return cls(*(np.asarray(attrs[k], dtype=float) for k in ("log_cr_edges", "hr_edges", "z_edges")))
 
 
 def xod_histogram(catalogues: pd.DataFrame | Iterable[pd.DataFrame], bins: XodBins) -> np.ndarray:

@@ -13,12 +13,16 @@ from snakemake.exceptions import WorkflowError
 from clustersbi.config import ConfigError, canonical, prepend_to_pythonpath, validate_config
 from clustersbi.design import DesignSpec, chunk_design, n_chunks
 from clustersbi.lightcone import slab_mesh_omega_m
+from clustersbi.pinocchio import PinocchioError, check_executable
 
 try:
     # the checkout's schema file itself (not a cached copy): stage sections sit beside it
     validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
     DESIGN = DesignSpec.from_config(config)
-except (ConfigError, ValueError) as err:
+    if config["simulation"]["backend"] == "pinocchio":
+        # the external executable and its launcher, before any job runs
+        check_executable(config["pinocchio"])
+except (ConfigError, PinocchioError, ValueError) as err:
     raise WorkflowError(f"config error: {err}") from None
 
 prepend_to_pythonpath(_SRC)
@@ -61,74 +65,14 @@ def intermediate(path):
 
 
 def final_outputs():
-    """The default target: the foundation, the configured analysis's
+    """The default target: the design and cosmology stages, the configured analysis's
     observables and summaries, and the inference on them.
 
-    Each analysis's outputs come from a function defined in its own rules file
-    (scaling_outputs, ldl_outputs, xod_outputs below).
+    Each stage's products come from a function defined in its own rules file.
     """
-    outputs = [
-        "results/config/resolved.yaml",
-        "results/design/parameters.csv",
-        "results/plots/design.png",
-        "results/plots/linear_power.png",
-        *per_chunk("results/linear_power/chunk_{chunk}.h5"),
-    ]
+    outputs = design_outputs() + cosmology_outputs()
     if config["analysis"] == "scaling":
-        outputs += scaling_outputs()
+        outputs += simulate_box_outputs() + summaries_outputs()
     else:
-        outputs += ldl_outputs() + xod_outputs()
+        outputs += ldl_outputs() + xray_outputs() + xod_outputs()
     return outputs + inference_outputs()
-
-
-def inference_outputs():
-    """Posteriors, calibration and plots per inferred training set (compress.smk, infer.smk)."""
-    plots = ("predicted_vs_true", "corner", "sbc_ranks", "tarp", "training")
-    return [
-        *expand("results/inference/{summary}/metrics.json", summary=config["inference"]["summaries"]),
-        *expand("results/plots/inference/{summary}_{plot}.png", summary=config["inference"]["summaries"], plot=plots),
-    ]
-
-
-def scaling_outputs():
-    """Training sets and plots of the scaling-relation analysis (summaries.smk)."""
-    return [
-        *per_chunk("results/halos/chunk_{chunk}.h5"),
-        "results/plots/simulation_power.png",
-        "results/plots/halo_mass_function.png",
-        "results/plots/density_slice.png",
-        *expand("results/training/{summary}.h5", summary=config["summaries"]["kinds"]),
-        "results/plots/luminosity_functions.png",
-        "results/plots/abundance.png",
-        "results/plots/power_spectra.png",
-        "results/plots/fields.png",
-    ]
-
-
-def ldl_outputs():
-    """Trained LDL models and their plots (ldl.smk); the painted gas is an intermediate that
-    the X-ray stage consumes."""
-    return [
-        "results/models/ldl/ne.npz",
-        "results/models/ldl/t.npz",
-        "results/models/ldl/training_summary.json",
-        "results/plots/ldl_ne_rho.png",
-        "results/plots/ldl_slices.png",
-        "results/plots/ldl_training.png",
-    ]
-
-
-def xod_outputs():
-    """X-ray maps, detections, XODs and the XOD training set (xray.smk, xod.smk)."""
-    outputs = [
-        *per_chunk("results/xray/maps/chunk_{chunk}.h5"),
-        *per_chunk("results/xray/catalogs/chunk_{chunk}.h5"),
-        "results/training/xod.h5",
-        "results/plots/xray_slab_map.png",
-        "results/plots/xray_lightcone_map.png",
-        "results/plots/xray_cr_hr_dndz.png",
-        "results/plots/xod_slices.png",
-    ]
-    if config["xod"]["observation"]["catalogue_csv"]:
-        outputs.append("results/observation/xod.h5")
-    return outputs

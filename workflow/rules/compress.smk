@@ -3,17 +3,19 @@
 
 rule train_compressor:
     input:
-        "results/training/{summary}.h5",
+        training="results/training/{summary}.h5",
     output:
         model="results/models/compressor/{summary}/model.pt",
         history="results/models/compressor/{summary}/history.csv",
+        normalization="results/models/compressor/{summary}/normalization.json",
+        config="results/models/compressor/{summary}/config.json",
+        checkpoint="results/models/compressor/{summary}/last.pt",
     params:
         compress=canonical(config["compress"]),
-        out_dir=lambda wc: f"results/models/compressor/{wc.summary}",
     log:
-        "logs/compress/train_{summary}.log",
+        "logs/models/compressor/{summary}.log",
     benchmark:
-        "results/benchmarks/compress/train_{summary}.tsv"
+        "results/benchmarks/models/compressor/{summary}.tsv"
     threads: 2
     resources:
         mem_mb=8000,
@@ -24,17 +26,20 @@ rule train_compressor:
         "../scripts/train_compressor.py"
 
 
-rule compress:
+rule compress_summaries:
     input:
         training="results/training/{summary}.h5",
         model="results/models/compressor/{summary}/model.pt",
+        normalization="results/models/compressor/{summary}/normalization.json",
+        config="results/models/compressor/{summary}/config.json",
     output:
-        "results/compressed/{summary}.h5",
+        compressed="results/compressed/{summary}.h5",
     params:
         priors=canonical(config["priors"]),
-        model_dir=lambda wc: f"results/models/compressor/{wc.summary}",
     log:
-        "logs/compress/compress_{summary}.log",
+        "logs/compressed/{summary}.log",
+    benchmark:
+        "results/benchmarks/compressed/{summary}.tsv"
     threads: 1
     resources:
         mem_mb=8000,
@@ -42,20 +47,21 @@ rule compress:
     conda:
         "../../envs/learn.yaml"
     script:
-        "../scripts/compress.py"
+        "../scripts/compress_summaries.py"
 
 
 # Optional, not part of the default target: snakemake results/tuning/{summary}/tuning.json
 rule tune_compressor:
     input:
-        "results/training/{summary}.h5",
+        training="results/training/{summary}.h5",
     output:
-        "results/tuning/{summary}/tuning.json",
+        tuning="results/tuning/{summary}/tuning.json",
     params:
         compress=canonical(config["compress"]),
-        out_dir=lambda wc: f"results/tuning/{wc.summary}",
     log:
-        "logs/compress/tune_{summary}.log",
+        "logs/tuning/{summary}.log",
+    benchmark:
+        "results/benchmarks/tuning/{summary}.tsv"
     threads: 2
     resources:
         mem_mb=8000,

@@ -1,9 +1,14 @@
 # Linear matter power spectra (CAMB), growth and distance tables, per design chunk.
 
 
+def cosmology_outputs():
+    """The cosmology stage's products (part of every analysis's target)."""
+    return [*per_chunk("results/linear_power/chunk_{chunk}.h5"), "results/plots/linear_power.png"]
+
+
 rule linear_power:
     output:
-        "results/linear_power/chunk_{chunk}.h5",
+        linear_power="results/linear_power/chunk_{chunk}.h5",
     params:
         design=chunk_params,
         fiducial=canonical(config["cosmology"]["fiducial"]),
@@ -25,9 +30,9 @@ rule linear_power:
 
 rule plot_linear_power:
     input:
-        f"results/linear_power/chunk_{CHUNKS[0]}.h5",
+        linear_power=f"results/linear_power/chunk_{CHUNKS[0]}.h5",
     output:
-        report(
+        plot=report(
             "results/plots/linear_power.png",
             caption="../report/linear_power.rst",
             category="Cosmology",

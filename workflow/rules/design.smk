@@ -1,5 +1,14 @@
-# Sobol design: the table for inspection and its plot. No rule depends on the table:
-# per-chunk rules get their parameters at DAG time (common.smk: design_of_chunk).
+# Sobol design: the table for inspection, its plot and the resolved configuration. No rule
+# depends on the table: per-chunk rules get their parameters at DAG time (design_of_chunk).
+
+
+def design_outputs():
+    """The design stage's products (part of every analysis's target)."""
+    return [
+        "results/config/resolved.yaml",
+        "results/design/parameters.csv",
+        "results/plots/design.png",
+    ]
 
 
 rule design_table:
@@ -8,7 +17,7 @@ rule design_table:
     params:
         config=canonical({k: config[k] for k in ("seed", "design", "priors")}),
     log:
-        "logs/design/design_table.log",
+        "logs/design/parameters.log",
     threads: 1
     resources:
         mem_mb=1000,
@@ -23,7 +32,7 @@ rule plot_design:
     input:
         table=rules.design_table.output.table,
     output:
-        report(
+        plot=report(
             "results/plots/design.png",
             caption="../report/design.rst",
             category="Design",
@@ -44,11 +53,11 @@ rule plot_design:
 
 rule resolved_config:
     output:
-        "results/config/resolved.yaml",
+        config="results/config/resolved.yaml",
     params:
         config=canonical(config),
     log:
-        "logs/design/resolved_config.log",
+        "logs/config/resolved.log",
     threads: 1
     resources:
         mem_mb=500,

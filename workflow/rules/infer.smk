@@ -1,19 +1,31 @@
 # Neural posterior estimation on the compressed summaries, calibration and plots.
 
 
+INFERENCE_PLOTS = ("predicted_vs_true", "corner", "sbc_ranks", "tarp", "training")
+
+
+def inference_outputs():
+    """Posteriors, calibration and plots per inferred training set."""
+    summaries = config["inference"]["summaries"]
+    return [
+        *expand("results/inference/{summary}/metrics.json", summary=summaries),
+        *expand("results/plots/inference/{summary}_{plot}.png", summary=summaries, plot=INFERENCE_PLOTS),
+    ]
+
+
 rule train_npe:
     input:
-        "results/compressed/{summary}.h5",
+        compressed="results/compressed/{summary}.h5",
     output:
         model="results/models/npe/{summary}.pt",
         history="results/models/npe/{summary}_history.csv",
     params:
         priors=canonical(config["priors"]),
-        infer=canonical(config["infer"]),
+        infer=canonical({k: v for k, v in config["infer"].items() if k != "observation"}),
     log:
-        "logs/infer/train_npe_{summary}.log",
+        "logs/models/npe/{summary}.log",
     benchmark:
-        "results/benchmarks/infer/train_npe_{summary}.tsv"
+        "results/benchmarks/models/npe/{summary}.tsv"
     threads: 2
     resources:
         mem_mb=4000,
@@ -35,9 +47,10 @@ rule evaluate_npe:
         table="results/inference/{summary}/metrics.csv",
     params:
         infer=canonical(config["infer"]),
-        out_dir=lambda wc: f"results/inference/{wc.summary}",
     log:
-        "logs/infer/evaluate_{summary}.log",
+        "logs/inference/{summary}.log",
+    benchmark:
+        "results/benchmarks/inference/{summary}.tsv"
     threads: 2
     resources:
         mem_mb=4000,
@@ -61,7 +74,7 @@ rule plot_inference:
         tarp=report("results/plots/inference/{summary}_tarp.png", caption="../report/inference_tarp.rst", category="Inference", subcategory="{summary}"),
         training=report("results/plots/inference/{summary}_training.png", caption="../report/inference_training.rst", category="Inference", subcategory="{summary}"),
     log:
-        "logs/plots/inference_{summary}.log",
+        "logs/plots/inference/{summary}.log",
     threads: 1
     resources:
         mem_mb=2000,

@@ -1,29 +1,17 @@
-# ldl stage rules (analysis: ldl): dark-matter lightcone slabs per chunk, the extended LDL
-# trained once (cerardi Fig. 1), and n_e, T painted on every slab.
+# ldl stage rules (analysis: ldl): the extended LDL trained once (cerardi Fig. 1), and n_e, T
+# painted on every lightcone slab of a chunk.
 
 
-rule simulate_lightcone:
-    input:
-        "results/linear_power/chunk_{chunk}.h5",
-    output:
-        particles=intermediate("results/particles/chunk_{chunk}.h5"),
-    params:
-        design=chunk_params,
-        seed=config["seed"],
-        simulation=canonical(config["simulation"]),
-        mesh_omega_m=lightcone_mesh_omega_m(),
-    log:
-        "logs/simulate_lightcone/chunk_{chunk}.log",
-    benchmark:
-        "results/benchmarks/simulate_lightcone/chunk_{chunk}.tsv"
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=120,
-    conda:
-        "../../envs/simulate.yaml"
-    script:
-        "../scripts/simulate_lightcone.py"
+def ldl_outputs():
+    """Trained LDL models and their plots; the painted gas is an intermediate of the xray stage."""
+    return [
+        "results/models/ldl/ne.npz",
+        "results/models/ldl/t.npz",
+        "results/models/ldl/training_summary.json",
+        "results/plots/ldl_ne_rho.png",
+        "results/plots/ldl_slices.png",
+        "results/plots/ldl_training.png",
+    ]
 
 
 rule train_ldl:
@@ -51,9 +39,9 @@ rule train_ldl:
         priors=canonical(config["priors"]),
         seed=config["seed"],
     log:
-        "logs/train_ldl/train_ldl.log",
+        "logs/models/ldl/train.log",
     benchmark:
-        "results/benchmarks/train_ldl/train_ldl.tsv"
+        "results/benchmarks/models/ldl/train.tsv"
     threads: 2
     resources:
         mem_mb=8000,
@@ -74,9 +62,9 @@ rule paint_gas:
     params:
         design=chunk_params,
     log:
-        "logs/paint_gas/chunk_{chunk}.log",
+        "logs/gas/chunk_{chunk}.log",
     benchmark:
-        "results/benchmarks/paint_gas/chunk_{chunk}.tsv"
+        "results/benchmarks/gas/chunk_{chunk}.tsv"
     threads: 2
     resources:
         mem_mb=8000,
@@ -92,21 +80,9 @@ rule plot_ldl:
         heldout="results/models/ldl/heldout.npz",
         history="results/models/ldl/history.csv",
     output:
-        ne_rho=report(
-            "results/plots/ldl_ne_rho.png",
-            caption="../report/ldl_ne_rho.rst",
-            category="LDL",
-        ),
-        slices=report(
-            "results/plots/ldl_slices.png",
-            caption="../report/ldl_slices.rst",
-            category="LDL",
-        ),
-        training=report(
-            "results/plots/ldl_training.png",
-            caption="../report/ldl_training.rst",
-            category="LDL",
-        ),
+        ne_rho=report("results/plots/ldl_ne_rho.png", caption="../report/ldl_ne_rho.rst", category="LDL"),
+        slices=report("results/plots/ldl_slices.png", caption="../report/ldl_slices.rst", category="LDL"),
+        training=report("results/plots/ldl_training.png", caption="../report/ldl_training.rst", category="LDL"),
     log:
         "logs/plots/ldl.log",
     threads: 1

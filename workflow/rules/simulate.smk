@@ -1,19 +1,41 @@
-# Dark-matter simulations per chunk (JaxPM, or the external Pinocchio), with halo catalogues.
+# Dark-matter simulations per chunk: cubic boxes with halo catalogues (JaxPM, or the external
+# Pinocchio; analysis scaling) and lightcone slabs (JaxPM; analysis ldl).
 
 
-rule simulate:
+def simulate_box_outputs():
+    """Halo catalogues and their validation plots (analysis scaling)."""
+    return [
+        *per_chunk("results/halos/chunk_{chunk}.h5"),
+        "results/plots/simulation_power.png",
+        "results/plots/halo_mass_function.png",
+        "results/plots/density_slice.png",
+    ]
+
+
+def box_simulation_config():
+    """The ``simulation`` keys box runs read (lightcone geometry excluded)."""
+    return canonical({k: v for k, v in config["simulation"].items() if k != "lightcone"})
+
+
+def lightcone_simulation_config():
+    """The ``simulation`` keys lightcone runs read."""
+    return canonical({k: config["simulation"][k] for k in ("a_init", "n_steps", "lightcone")})
+
+
+rule simulate_boxes:
     input:
-        "results/linear_power/chunk_{chunk}.h5",
+        linear_power="results/linear_power/chunk_{chunk}.h5",
     output:
         halos="results/halos/chunk_{chunk}.h5",
     params:
         design=chunk_params,
-        simulation=canonical(config["simulation"]),
+        simulation=box_simulation_config(),
         pinocchio=canonical(config["pinocchio"]),
+        pinocchio_log_dir="logs/halos",
     log:
-        "logs/simulate/chunk_{chunk}.log",
+        "logs/halos/chunk_{chunk}.log",
     benchmark:
-        "results/benchmarks/simulate/chunk_{chunk}.tsv"
+        "results/benchmarks/halos/chunk_{chunk}.tsv"
     threads: 2
     resources:
         mem_mb=8000,
@@ -21,7 +43,31 @@ rule simulate:
     conda:
         "../../envs/simulate.yaml"
     script:
-        "../scripts/simulate.py"
+        "../scripts/simulate_boxes.py"
+
+
+rule simulate_lightcone:
+    input:
+        linear_power="results/linear_power/chunk_{chunk}.h5",
+    output:
+        particles=intermediate("results/particles/chunk_{chunk}.h5"),
+    params:
+        design=chunk_params,
+        seed=config["seed"],
+        simulation=lightcone_simulation_config(),
+        mesh_omega_m=lightcone_mesh_omega_m(),
+    log:
+        "logs/particles/chunk_{chunk}.log",
+    benchmark:
+        "results/benchmarks/particles/chunk_{chunk}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../../envs/simulate.yaml"
+    script:
+        "../scripts/simulate_lightcone.py"
 
 
 rule plot_simulations:

@@ -1,11 +1,21 @@
-# Scaling-relation observable: M-L_X luminosities, cluster catalogues and summaries per chunk,
-# then the gathered training sets (theta, x, split) for the compression stage.
+# Scaling-relation observable (analysis: scaling): M-L_X luminosities, cluster catalogues and
+# summaries per chunk, then the gathered training sets (theta, x, split).
 
 
+def summaries_outputs():
+    """Training sets of the configured summary kinds and their plots."""
+    return [
+        *expand("results/training/{summary}.h5", summary=config["summaries"]["kinds"]),
+        "results/plots/luminosity_functions.png",
+        "results/plots/abundance.png",
+        "results/plots/power_spectra.png",
+        "results/plots/fields.png",
+    ]
 
-rule summaries:
+
+rule summarise_mocks:
     input:
-        "results/halos/chunk_{chunk}.h5",
+        halos="results/halos/chunk_{chunk}.h5",
     output:
         catalogs="results/catalogs/chunk_{chunk}.h5",
         summaries="results/summaries/chunk_{chunk}.h5",
@@ -16,6 +26,8 @@ rule summaries:
         summaries=canonical(config["summaries"]),
     log:
         "logs/summaries/chunk_{chunk}.log",
+    benchmark:
+        "results/benchmarks/summaries/chunk_{chunk}.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -23,16 +35,19 @@ rule summaries:
     conda:
         "../../envs/simulate.yaml"
     script:
-        "../scripts/summaries.py"
+        "../scripts/summarise_mocks.py"
 
 
-rule gather:
+rule gather_summaries:
     input:
-        per_chunk("results/summaries/chunk_{chunk}.h5"),
+        summaries=per_chunk("results/summaries/chunk_{chunk}.h5"),
     output:
-        "results/training/{summary}.h5",
+        training="results/training/{summary}.h5",
+    wildcard_constraints:
+        # the summary kinds of this stage, alone or joined by '+'; xod.h5 is gather_xod's
+        summary=r"(abundance|power_spectrum|fields)(\+(abundance|power_spectrum|fields))*",
     log:
-        "logs/gather/{summary}.log",
+        "logs/training/{summary}.log",
     threads: 1
     resources:
         mem_mb=8000,
@@ -40,7 +55,7 @@ rule gather:
     conda:
         "../../envs/workflow.yaml"
     script:
-        "../scripts/gather.py"
+        "../scripts/gather_summaries.py"
 
 
 rule plot_summaries:
@@ -54,8 +69,8 @@ rule plot_summaries:
         fields=report("results/plots/fields.png", caption="../report/fields.rst", category="Summaries"),
     params:
         box_mpc_h=config["simulation"]["box_mpc_h"],
-        scaling=canonical(config["scaling"]),
-        summaries=canonical(config["summaries"]),
+        threshold_erg_s=config["scaling"]["threshold_erg_s"],
+        thresholds=canonical(config["summaries"]["abundance"]["thresholds"]),
     log:
         "logs/plots/summaries.log",
     threads: 1

@@ -1,17 +1,31 @@
 # XOD stage (analysis: ldl): per simulation, the (log CR, HR, z) histogram of the detections of
 # its lightcones; the gathered training set; an observed survey binned the same way.
 
-# results/training/xod.h5 also matches the scaling analysis's gather rule
-ruleorder: gather_xod > gather
+
+def xod_outputs():
+    """XODs, the XOD training set, its plot and, when configured, the observed XOD."""
+    outputs = [
+        *per_chunk("results/xod/chunk_{chunk}.h5"),
+        "results/training/xod.h5",
+        "results/plots/xod_slices.png",
+    ]
+    if config["xod"]["observation"]["catalogue_csv"]:
+        outputs.append("results/observation/xod.h5")
+    return outputs
 
 
-rule xod:
+def xod_binning():
+    """What an XOD depends on: the bin edges and the inference statistic."""
+    return canonical({"bins": config["xod"]["bins"], "marginal": config["xod"]["marginal"]})
+
+
+rule bin_xod:
     input:
-        "results/xray/catalogs/chunk_{chunk}.h5",
+        catalogs="results/xray/catalogs/chunk_{chunk}.h5",
     output:
-        "results/xod/chunk_{chunk}.h5",
+        xod="results/xod/chunk_{chunk}.h5",
     params:
-        xod=canonical({"bins": config["xod"]["bins"], "marginal": config["xod"]["marginal"]}),
+        xod=xod_binning(),
         n_lightcones=config["simulation"]["lightcone"]["n_lightcones"],
     log:
         "logs/xod/chunk_{chunk}.log",
@@ -22,16 +36,16 @@ rule xod:
     conda:
         "../../envs/xray.yaml"
     script:
-        "../scripts/xod.py"
+        "../scripts/bin_xod.py"
 
 
 rule gather_xod:
     input:
-        per_chunk("results/xod/chunk_{chunk}.h5"),
+        xods=per_chunk("results/xod/chunk_{chunk}.h5"),
     output:
-        "results/training/xod.h5",
+        training="results/training/xod.h5",
     log:
-        "logs/gather/xod.log",
+        "logs/training/xod.log",
     threads: 1
     resources:
         mem_mb=4000,
@@ -44,9 +58,9 @@ rule gather_xod:
 
 rule plot_xod:
     input:
-        per_chunk("results/xod/chunk_{chunk}.h5"),
+        xods=per_chunk("results/xod/chunk_{chunk}.h5"),
     output:
-        report("results/plots/xod_slices.png", caption="../report/xod_slices.rst", category="X-ray"),
+        plot=report("results/plots/xod_slices.png", caption="../report/xod_slices.rst", category="X-ray"),
     log:
         "logs/plots/xod.log",
     threads: 1
@@ -63,13 +77,13 @@ if config["xod"]["observation"]["catalogue_csv"]:
 
     rule observed_xod:
         input:
-            config["xod"]["observation"]["catalogue_csv"],
+            catalogue=config["xod"]["observation"]["catalogue_csv"],
         output:
-            "results/observation/xod.h5",
+            observation="results/observation/xod.h5",
         params:
-            xod=canonical({"bins": config["xod"]["bins"], "marginal": config["xod"]["marginal"]}),
+            xod=xod_binning(),
         log:
-            "logs/xod/observation.log",
+            "logs/observation/xod.log",
         threads: 1
         resources:
             mem_mb=2000,

@@ -2,11 +2,22 @@
 # slab and sep detections per chunk (cerardi section 2.3), and their figures.
 
 
+def xray_outputs():
+    """X-ray maps, detections and their figures."""
+    return [
+        *per_chunk("results/xray/maps/chunk_{chunk}.h5"),
+        *per_chunk("results/xray/catalogs/chunk_{chunk}.h5"),
+        "results/plots/xray_slab_map.png",
+        "results/plots/xray_lightcone_map.png",
+        "results/plots/xray_cr_hr_dndz.png",
+    ]
+
+
 rule emission_table:
     output:
-        "results/xray/emission_table.h5",
+        table="results/xray/emission_table.h5",
     params:
-        xray=canonical(config["xray"]),
+        xray=canonical({k: v for k, v in config["xray"].items() if k not in ("pixel_arcmin", "realistic")}),
         z_max=config["simulation"]["lightcone"]["z_max"],
     log:
         "logs/xray/emission_table.log",
@@ -25,11 +36,11 @@ rule xray_maps:
         gas="results/gas/chunk_{chunk}.h5",
         table="results/xray/emission_table.h5",
     output:
-        "results/xray/maps/chunk_{chunk}.h5",
+        maps="results/xray/maps/chunk_{chunk}.h5",
     params:
         design=chunk_params,
         seed=config["seed"],
-        xray=canonical(config["xray"]),
+        xray=canonical({k: config["xray"][k] for k in ("pixel_arcmin", "realistic")}),
         fov_deg2=config["simulation"]["lightcone"]["fov_deg2"],
     log:
         "logs/xray/maps/chunk_{chunk}.log",
@@ -45,17 +56,17 @@ rule xray_maps:
         "../scripts/xray_maps.py"
 
 
-rule detect:
+rule detect_sources:
     input:
-        "results/xray/maps/chunk_{chunk}.h5",
+        maps="results/xray/maps/chunk_{chunk}.h5",
     output:
-        "results/xray/catalogs/chunk_{chunk}.h5",
+        catalogs="results/xray/catalogs/chunk_{chunk}.h5",
     params:
         detection=canonical(config["detection"]),
     log:
-        "logs/xray/detect/chunk_{chunk}.log",
+        "logs/xray/catalogs/chunk_{chunk}.log",
     benchmark:
-        "results/benchmarks/xray/detect/chunk_{chunk}.tsv"
+        "results/benchmarks/xray/catalogs/chunk_{chunk}.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -63,7 +74,7 @@ rule detect:
     conda:
         "../../envs/xray.yaml"
     script:
-        "../scripts/detect.py"
+        "../scripts/detect_sources.py"
 
 
 rule plot_xray:
@@ -75,7 +86,7 @@ rule plot_xray:
         lightcone=report("results/plots/xray_lightcone_map.png", caption="../report/xray_lightcone_map.rst", category="X-ray"),
         cr_hr=report("results/plots/xray_cr_hr_dndz.png", caption="../report/xray_cr_hr_dndz.rst", category="X-ray"),
     params:
-        xod=canonical({"bins": config["xod"]["bins"], "marginal": config["xod"]["marginal"]}),
+        xod_bins=canonical(config["xod"]["bins"]),
     log:
         "logs/plots/xray.log",
     threads: 1

@@ -1,12 +1,8 @@
-"""Write the design table (one row per mock) for inspection."""
-import sys
+"""The design table (one row per mock) for inspection."""
+from clustersbi.logs import log_to_file
 
-sys.stderr = open(snakemake.log[0], "w")
+log_to_file(snakemake.log[0])
 
-from clustersbi.design import DesignSpec, design_table
-from clustersbi.io import atomic_path
+from clustersbi.stages.design import write_design_table
 
-table = design_table(DesignSpec.from_config(snakemake.params.config))
-with atomic_path(snakemake.output.table) as tmp:
-    table.to_csv(tmp, index=False, float_format="%.8g")
-print(f"{len(table)} mocks, splits: {table['split'].value_counts().to_dict()}", file=sys.stderr)
+write_design_table(snakemake.params.config, snakemake.output.table)

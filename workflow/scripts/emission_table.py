@@ -1,10 +1,8 @@
 """The emission table r_b(kT, z) of the configured backend and response, once per config."""
-import logging
-import sys
+from clustersbi.logs import log_to_file
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
-sys.stderr = open(snakemake.log[0], "a")
+log_to_file(snakemake.log[0])
 
-from clustersbi.lightcone_xray import emission_table_file
+from clustersbi.stages.xray import emission_table_file
 
-emission_table_file(snakemake.params.xray, snakemake.params.z_max, snakemake.output[0])
+emission_table_file(snakemake.params.xray, snakemake.params.z_max, snakemake.output.table)

@@ -1,10 +1,9 @@
 """Posteriors of the test split and the observation, calibration and metrics."""
-import logging
-import sys
+from clustersbi.logs import log_to_file
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
-sys.stderr = open(snakemake.log[0], "a")
+log_to_file(snakemake.log[0])
 
-from clustersbi.posterior import evaluate_npe_stage
+from clustersbi.stages.infer import evaluate_npe_stage
 
-evaluate_npe_stage(snakemake.input.compressed, snakemake.input.model, snakemake.params.infer, snakemake.params.out_dir)
+i = snakemake.input
+evaluate_npe_stage(i.compressed, i.model, snakemake.params.infer, dict(snakemake.output.items()))

@@ -1,8 +1,8 @@
 """The XOD training set (theta, x, split) from every chunk."""
-import sys
+from clustersbi.logs import log_to_file
 
-sys.stderr = open(snakemake.log[0], "w")
+log_to_file(snakemake.log[0])
 
-from clustersbi.lightcone_xray import gather_xod
+from clustersbi.stages.xod import gather_xod
 
-gather_xod(snakemake.input, snakemake.output[0])
+gather_xod(snakemake.input.xods, snakemake.output.training)

@@ -1,10 +1,8 @@
 """The XOD of a user's cluster catalogue (CSV: CR, HR, z), binned as the training set."""
-import logging
-import sys
+from clustersbi.logs import log_to_file
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
-sys.stderr = open(snakemake.log[0], "a")
+log_to_file(snakemake.log[0])
 
-from clustersbi.lightcone_xray import observed_xod
+from clustersbi.stages.xod import observed_xod
 
-observed_xod(snakemake.input[0], snakemake.params.xod, snakemake.output[0])
+observed_xod(snakemake.input.catalogue, snakemake.params.xod, snakemake.output.observation)

@@ -1,16 +1,9 @@
 """n_e and T painted by the trained extended LDL on every lightcone slab of one chunk."""
-import logging
-import sys
-from pathlib import Path
+from clustersbi.logs import log_to_file
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
-sys.stderr = open(snakemake.log[0], "a")
+log_to_file(snakemake.log[0])
 
-from clustersbi.ldl_training import paint_gas_chunk
+from clustersbi.stages.ldl import paint_gas_chunk
 
-paint_gas_chunk(
-    snakemake.input.particles,
-    Path(snakemake.input.ne).parent,
-    snakemake.params.design,
-    snakemake.output.gas,
-)
+i = snakemake.input
+paint_gas_chunk(i.particles, i.ne, i.t, snakemake.params.design, snakemake.output.gas)

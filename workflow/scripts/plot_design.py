@@ -1,10 +1,8 @@
 """Pairwise scatter of the design, coloured by split."""
-import sys
+from clustersbi.logs import log_to_file
 
-sys.stderr = open(snakemake.log[0], "w")
+log_to_file(snakemake.log[0])
 
-import pandas as pd
+from clustersbi.plots.design import plot_design
 
-from clustersbi.plots_design import plot_design
-
-plot_design(pd.read_csv(snakemake.input.table), snakemake.params.priors, snakemake.output[0])
+plot_design(snakemake.input.table, snakemake.params.priors, snakemake.output.plot)

@@ -1,9 +1,9 @@
 """Predicted vs true, observation corner plot, SBC ranks, TARP and training curves."""
-import sys
+from clustersbi.logs import log_to_file
 
-sys.stderr = open(snakemake.log[0], "w")
+log_to_file(snakemake.log[0])
 
-from clustersbi.plots_inference import plot_inference_products
+from clustersbi.plots.infer import plot_inference_products
 
 i = snakemake.input
 plot_inference_products(i.samples, i.calibration, i.compressor_history, i.npe_history, dict(snakemake.output.items()))

@@ -1,16 +1,9 @@
 """LDL diagnostic plots: n_e vs rho_DM, field slices and training curves (held-out box)."""
-import logging
-import sys
+from clustersbi.logs import log_to_file
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
-sys.stderr = open(snakemake.log[0], "a")
+log_to_file(snakemake.log[0])
 
-from clustersbi.ldl_training import plot_ldl_outputs
+from clustersbi.plots.ldl import plot_ldl_outputs
 
-plot_ldl_outputs(
-    snakemake.input.heldout,
-    snakemake.input.history,
-    snakemake.output.ne_rho,
-    snakemake.output.slices,
-    snakemake.output.training,
-)
+o = snakemake.output
+plot_ldl_outputs(snakemake.input.heldout, snakemake.input.history, o.ne_rho, o.slices, o.training)

@@ -1,8 +1,8 @@
 """P(k) at z = 0 of the first design points."""
-import sys
+from clustersbi.logs import log_to_file
 
-sys.stderr = open(snakemake.log[0], "w")
+log_to_file(snakemake.log[0])
 
-from clustersbi.plots_design import plot_linear_power
+from clustersbi.plots.cosmology import plot_linear_power
 
-plot_linear_power(snakemake.input[0], snakemake.params.n_plot, snakemake.params.fiducial, snakemake.output[0])
+plot_linear_power(snakemake.input.linear_power, snakemake.params.n_plot, snakemake.params.fiducial, snakemake.output.plot)

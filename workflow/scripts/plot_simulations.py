@@ -1,8 +1,8 @@
 """Validation plots of the first simulation: P(k) vs CAMB, halo mass function, density slice."""
-import sys
+from clustersbi.logs import log_to_file
 
-sys.stderr = open(snakemake.log[0], "w")
+log_to_file(snakemake.log[0])
 
-from clustersbi.plots_simulate import plot_simulation_validation
+from clustersbi.plots.simulate import plot_simulation_validation
 
 plot_simulation_validation(snakemake.input.halos, snakemake.input.linear_power, dict(snakemake.output.items()))

@@ -1,12 +1,10 @@
 """Luminosity functions, abundances, power spectra and field slices of all mocks."""
-import sys
+from clustersbi.logs import log_to_file
 
-sys.stderr = open(snakemake.log[0], "w")
+log_to_file(snakemake.log[0])
 
-from clustersbi.plots_summaries import plot_abundance, plot_field_slices, plot_luminosity_functions, plot_power_spectra
+from clustersbi.plots.summaries import plot_summary_products
 
-catalogs, summaries, out = snakemake.input.catalogs, snakemake.input.summaries, snakemake.output
-plot_luminosity_functions(catalogs, snakemake.params.box_mpc_h, snakemake.params.scaling["threshold_erg_s"], out.luminosity)
-plot_abundance(summaries, snakemake.params.summaries["abundance"]["thresholds"], out.abundance)
-plot_power_spectra(summaries, out.power)
-plot_field_slices(summaries, out.fields)
+p = snakemake.params
+plot_summary_products(snakemake.input.catalogs, snakemake.input.summaries, p.box_mpc_h, p.threshold_erg_s, p.thresholds,
+                      dict(snakemake.output.items()))

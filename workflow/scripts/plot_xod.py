@@ -1,8 +1,8 @@
 """Slices of the mean XOD over all simulations."""
-import sys
+from clustersbi.logs import log_to_file
 
-sys.stderr = open(snakemake.log[0], "w")
+log_to_file(snakemake.log[0])
 
-from clustersbi.lightcone_xray import plot_mean_xod
+from clustersbi.plots.xod import plot_mean_xod
 
-plot_mean_xod(snakemake.input, snakemake.output[0])
+plot_mean_xod(snakemake.input.xods, snakemake.output.plot)

@@ -1,9 +1,9 @@
 """Count-rate maps with detections circled, and CR-HR and dN/dz of the detections."""
-import sys
+from clustersbi.logs import log_to_file
 
-sys.stderr = open(snakemake.log[0], "w")
+log_to_file(snakemake.log[0])
 
-from clustersbi.lightcone_xray import plot_xray_chunk
+from clustersbi.plots.xray import plot_xray_chunk
 
-out = snakemake.output
-plot_xray_chunk(snakemake.input.maps, snakemake.input.catalogs, out.slab, out.lightcone, out.cr_hr, snakemake.params.xod)
+o = snakemake.output
+plot_xray_chunk(snakemake.input.maps, snakemake.input.catalogs, o.slab, o.lightcone, o.cr_hr, snakemake.params.xod_bins)

@@ -1,8 +1,8 @@
-"""Write the validated configuration, defaults filled in, beside the results (provenance)."""
-import sys
+"""The validated configuration, defaults filled in, beside the results (provenance)."""
+from clustersbi.logs import log_to_file
 
-sys.stderr = open(snakemake.log[0], "w")
+log_to_file(snakemake.log[0])
 
-from clustersbi.config import write_resolved_config
+from clustersbi.stages.design import write_resolved_config
 
-write_resolved_config(snakemake.params.config, snakemake.output[0])
+write_resolved_config(snakemake.params.config, snakemake.output.config)

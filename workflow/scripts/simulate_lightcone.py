@@ -1,17 +1,10 @@
 """Dark-matter particles of every lightcone slab of one chunk."""
-import logging
-import sys
+from clustersbi.logs import log_to_file
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
-sys.stderr = open(snakemake.log[0], "a")
+log_to_file(snakemake.log[0])
 
-from clustersbi.lightcone import simulate_lightcone_chunk
+from clustersbi.stages.simulate import simulate_lightcone_chunk
 
-simulate_lightcone_chunk(
-    snakemake.input[0],
-    snakemake.params.design,
-    snakemake.params.simulation,
-    snakemake.params.seed,
-    snakemake.output.particles,
-    mesh_omega_m=snakemake.params.mesh_omega_m,
-)
+p = snakemake.params
+simulate_lightcone_chunk(snakemake.input.linear_power, p.design, p.simulation, p.seed, snakemake.output.particles,
+                         mesh_omega_m=p.mesh_omega_m)

@@ -1,10 +1,8 @@
 """Train (or resume) the compressor of one training set."""
-import logging
-import sys
+from clustersbi.logs import log_to_file
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
-sys.stderr = open(snakemake.log[0], "a")
+log_to_file(snakemake.log[0])
 
-from clustersbi.posterior import train_compressor_stage
+from clustersbi.stages.compress import train_compressor_stage
 
-train_compressor_stage(snakemake.input[0], snakemake.wildcards.summary, snakemake.params.compress, snakemake.params.out_dir)
+train_compressor_stage(snakemake.input.training, snakemake.wildcards.summary, snakemake.params.compress, snakemake.output.model)

@@ -1,18 +1,9 @@
 """The extended LDL n_e and T models, trained once (base fit, conditioning, redshifts)."""
-import logging
-import sys
-from pathlib import Path
+from clustersbi.logs import log_to_file
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
-sys.stderr = open(snakemake.log[0], "a")
+log_to_file(snakemake.log[0])
 
-from clustersbi.ldl_training import train_ldl_models
+from clustersbi.stages.ldl import train_ldl_models
 
-train_ldl_models(
-    snakemake.params.ldl,
-    snakemake.params.simulation,
-    snakemake.params.fiducial,
-    snakemake.params.priors,
-    snakemake.params.seed,
-    Path(snakemake.output.ne).parent,
-)
+p = snakemake.params
+train_ldl_models(p.ldl, p.simulation, p.fiducial, p.priors, p.seed, dict(snakemake.output.items()))

@@ -1,10 +1,9 @@
 """Fit the neural posterior estimator on the compressed training split."""
-import logging
-import sys
+from clustersbi.logs import log_to_file
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
-sys.stderr = open(snakemake.log[0], "a")
+log_to_file(snakemake.log[0])
 
-from clustersbi.posterior import train_npe_stage
+from clustersbi.stages.infer import train_npe_stage
 
-train_npe_stage(snakemake.input[0], snakemake.params.priors, snakemake.params.infer, snakemake.output.model, snakemake.output.history)
+o = snakemake.output
+train_npe_stage(snakemake.input.compressed, snakemake.params.priors, snakemake.params.infer, o.model, o.history)

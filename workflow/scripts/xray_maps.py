@@ -1,18 +1,10 @@
 """Count-rate maps per slab and per lightcone of every simulation of one chunk."""
-import logging
-import sys
+from clustersbi.logs import log_to_file
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
-sys.stderr = open(snakemake.log[0], "a")
+log_to_file(snakemake.log[0])
 
-from clustersbi.lightcone_xray import xray_maps_chunk
+from clustersbi.stages.xray import xray_maps_chunk
 
-xray_maps_chunk(
-    snakemake.input.gas,
-    snakemake.input.table,
-    snakemake.params.xray,
-    snakemake.params.seed,
-    snakemake.output[0],
-    design=snakemake.params.design,
-    fov_deg2=snakemake.params.fov_deg2,
-)
+p = snakemake.params
+xray_maps_chunk(snakemake.input.gas, snakemake.input.table, p.xray, p.seed, snakemake.output.maps, design_params=p.design,
+                fov_deg2=p.fov_deg2)

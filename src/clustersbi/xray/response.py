@@ -1,5 +1,6 @@
-"""Instrument response: OGIP ARF/RMF readers, a built-in approximate XMM-Newton EPIC curve,
-and optional Galactic photoelectric absorption.
+"""Instrument response: OGIP ARF/RMF readers, built-in approximate XMM-Newton EPIC curves per
+camera (pn, MOS1, MOS2), sums of several cameras' responses, and optional Galactic
+photoelectric absorption.
 
 A :class:`Response` holds the effective area A(E) [cm^2] on true-energy bins and, optionally,
 a redistribution matrix M[i, c] (probability that a photon in true bin i lands in channel c)
@@ -9,26 +10,48 @@ with channel energy bounds. A band's effective area per true-energy bin is
                                                 lies in the band)
     A_b(E_i) = A(E_i) |[E_lo,i, E_hi,i] ∩ b| / (E_hi,i - E_lo,i)   (without: perfect resolution)
 
-so that the count rate in the band is sum_i (photon flux in bin i) A_b(E_i).
+so that the count rate in the band is sum_i (photon flux in bin i) A_b(E_i). Cameras observing
+the same sky add: the count rate of pn + MOS1 + MOS2 is the sum of theirs, so their band
+effective areas add (:func:`sum_responses`).
 
 Formats (OGIP memo CAL/GEN/92-002): ARF extension ``SPECRESP`` with columns ENERG_LO,
 ENERG_HI [keV], SPECRESP [cm^2]; RMF extension ``MATRIX`` or ``SPECRESP MATRIX`` with ENERG_LO,
 ENERG_HI, N_GRP, F_CHAN, N_CHAN, MATRIX (variable-length rows) and ``EBOUNDS`` (CHANNEL,
 E_MIN, E_MAX). An RMF of type ``SPECRESP MATRIX`` already includes the effective area.
+
+The built-in XMM-Newton EPIC curves (:data:`XMM_EPIC_APPROX_TABLE`, per camera) are on-axis
+effective areas of a point source with the medium filter, approximate to ~10-20% per energy.
+They leave out, and a survey simulation using them therefore ignores:
+
+- vignetting: the area falls with off-axis angle (to roughly half at 12-15 arcmin, more at
+  high energy), so sources away from the pointing centre are brighter here than observed;
+- the off-axis PSF and extraction apertures: all of a source's photons are counted
+  (encircled-energy fraction 1), whereas the PSF broadens off-axis;
+- the filter choice: medium filter only (thin gives more area below ~1 keV, thick less);
+- event pattern selection: the curves stand for the usual selections (pn single + double
+  events, MOS single to quadruple), not for single events only;
+- CCD gaps, bad pixels and lost MOS1 CCDs, out-of-time events, the slow decline of the MOS
+  low-energy response with time, energy redistribution (no RMF) and pile-up.
+
+Use real ARF/RMF files (one per camera, summed) for anything quantitative.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Literal, Sequence, Union
 
 import numpy as np
 
 __all__ = [
     "Response",
+    "XMM_EPIC_CAMERAS",
     "XMM_EPIC_APPROX_TABLE",
+    "BUILTIN_RESPONSES",
+    "builtin_xmm_epic_cameras",
     "builtin_xmm_epic",
+    "sum_responses",
     "read_arf",
     "read_rmf",
     "load_response",
@@ -95,57 +118,194 @@ def band_effective_area_cm2(response: Response, band_kev: Sequence[float]) -> np
 
 
 # ----------------------------------------------------------------------------- built-in XMM
-#: Approximate on-axis effective area of XMM-Newton EPIC [cm^2], columns: energy [keV], pn,
-#: one MOS (medium filter). Read by eye from the effective-area curves of the XMM-Newton
-#: Users Handbook (section 3.2.2, "EPIC effective areas") and anchored to its Table 1 values at
-#: 1.5 keV (pn 1227 cm^2, MOS 922 cm^2); edges (O K 0.53, Si K 1.84, Au M 2.2 keV) are smoothed.
-#: APPROXIMATE (~10-20%): use the real ARF/RMF files (xray.response.arf / rmf) for science.
+Camera = Literal["pn", "mos1", "mos2"]
+
+#: The built-in cameras, in the order of the area columns of :data:`XMM_EPIC_APPROX_TABLE`.
+XMM_EPIC_CAMERAS: tuple[Camera, ...] = ("pn", "mos1", "mos2")
+
+#: Approximate on-axis effective area [cm^2] of each XMM-Newton EPIC camera with the medium
+#: filter; columns: energy [keV], pn, MOS1, MOS2. Interpolated log-log between the rows.
+#:
+#: pn: read by eye from the on-axis effective-area curves of the XMM-Newton Users Handbook
+#: (section 3.2.2, "EPIC effective areas") and anchored to its value at 1.5 keV, 1227 cm^2; the
+#: Au M edge of the mirrors (2.2 keV) is smoothed over 2.0-2.5 keV.
+#:
+#: MOS (one camera): the Users Handbook's 922 cm^2 at 1.5 keV is the two MOS cameras together
+#: (461 cm^2 each; one MOS collecting 0.75 of the pn, as 922 cm^2 per camera would mean, is
+#: excluded by the per-camera conversion factors of Mateos et al. 2009, below). The shape is
+#: pn x 0.44 x QE_MOS / QE_pn: 0.44 is the share of a mirror's light that its Reflection
+#: Grating Assembly passes to the MOS camera behind it (Users Handbook; the pn telescope has no
+#: RGA), and QE_MOS / QE_pn the quantum-efficiency ratio of the front-illuminated MOS CCDs
+#: (Turner et al. 2001, A&A 365, L27) and the back-illuminated pn CCD (Strueder et al. 2001,
+#: A&A 365, L18), taken approximately from their published curves (both cameras sit behind the
+#: same kind of medium filter, which cancels): ~0.4 at 0.5 keV, a drop at the O K edge of the
+#: MOS gate oxide (0.53 keV), 0.71 at 1 keV, 0.85 at 1.5 keV, a drop at the Si K edge of the
+#: MOS electrodes (1.84 keV), ~0.9 at 3-5 keV and a fall above 6 keV (thinner depletion).
+#: MOS1 and MOS2 share one curve: on axis they differ by < 1% below 2 keV (the conversion
+#: factors below: MOS2 / MOS1 = 1.002 in 0.5-1 keV, 1.003 in 1-2 keV).
+#:
+#: Check (tests): for a Gamma = 1.7 power law absorbed by N_H = 3e20 cm^-2, the band count
+#: rates give MOS/pn = 0.223 (0.5-1 keV) and 0.353 (1-2 keV) per camera; the count-rate to flux
+#: conversion factors of Mateos et al. (2009, A&A 496, 879, Table 1; same spectrum, medium
+#: filter, from the calibrated responses) give 1.756 / 7.995 = 0.220 and 1.993 / 5.779 = 0.345.
+#: APPROXIMATE (~10-20% per energy): use real ARF/RMF files (xray.response.arf / rmf, one per
+#: camera) for science, and see the module docstring for what the curves leave out.
 XMM_EPIC_APPROX_TABLE = np.array(
     [
-        # E_keV   pn     MOS
-        [0.15, 80.0, 15.0],
-        [0.20, 150.0, 30.0],
-        [0.30, 330.0, 100.0],
-        [0.40, 480.0, 200.0],
-        [0.50, 580.0, 300.0],
-        [0.60, 750.0, 420.0],
-        [0.80, 950.0, 600.0],
-        [1.00, 1150.0, 750.0],
-        [1.25, 1250.0, 880.0],
-        [1.50, 1227.0, 922.0],
-        [1.75, 1200.0, 850.0],
-        [1.84, 1180.0, 620.0],
-        [2.00, 1100.0, 680.0],
-        [2.20, 800.0, 500.0],
-        [2.50, 900.0, 560.0],
-        [3.00, 950.0, 550.0],
-        [4.00, 900.0, 480.0],
-        [5.00, 850.0, 400.0],
-        [6.00, 800.0, 330.0],
-        [7.00, 700.0, 250.0],
-        [8.00, 520.0, 170.0],
-        [10.0, 250.0, 70.0],
-        [12.0, 100.0, 25.0],
+        # E_keV    pn      MOS1    MOS2
+        [0.15, 80.0, 8.8, 8.8],
+        [0.20, 150.0, 17.8, 17.8],
+        [0.30, 330.0, 43.6, 43.6],
+        [0.40, 480.0, 76.0, 76.0],
+        [0.50, 580.0, 102.0, 102.0],
+        [0.53, 630.0, 116.0, 116.0],
+        [0.55, 663.0, 96.3, 96.3],
+        [0.60, 750.0, 125.0, 125.0],
+        [0.70, 851.0, 176.0, 176.0],
+        [0.80, 950.0, 234.0, 234.0],
+        [0.90, 1051.0, 296.0, 296.0],
+        [1.00, 1150.0, 359.0, 359.0],
+        [1.25, 1250.0, 440.0, 440.0],
+        [1.50, 1227.0, 461.0, 461.0],
+        [1.75, 1200.0, 465.0, 465.0],
+        [1.83, 1182.0, 463.0, 463.0],
+        [1.85, 1175.0, 362.0, 362.0],
+        [2.00, 1100.0, 363.0, 363.0],
+        [2.20, 800.0, 275.0, 275.0],
+        [2.50, 900.0, 325.0, 325.0],
+        [3.00, 950.0, 368.0, 368.0],
+        [4.00, 900.0, 364.0, 364.0],
+        [5.00, 850.0, 337.0, 337.0],
+        [6.00, 800.0, 296.0, 296.0],
+        [7.00, 700.0, 228.0, 228.0],
+        [8.00, 520.0, 142.0, 142.0],
+        [10.0, 250.0, 49.5, 49.5],
+        [12.0, 100.0, 15.4, 15.4],
     ]
 )
 
+#: The names ``xray.response.builtin`` accepts, and the cameras each one sums.
+BUILTIN_RESPONSES: dict[str, tuple[Camera, ...]] = {
+    "xmm-epic-pn+2mos": ("pn", "mos1", "mos2"),
+    "xmm-epic-pn": ("pn",),
+    "xmm-epic-mos1": ("mos1",),
+    "xmm-epic-mos2": ("mos2",),
+}
 
-def builtin_xmm_epic(
-    e_min_kev: float = 0.15, e_max_kev: float = 12.0, bin_kev: float = 0.005, n_mos: int = 2
-) -> Response:
-    """Approximate XMM-Newton EPIC pn + ``n_mos`` MOS effective area (no redistribution).
+
+def builtin_xmm_epic_cameras(
+    e_min_kev: float = 0.15, e_max_kev: float = 12.0, bin_kev: float = 0.005
+) -> dict[Camera, Response]:
+    """Approximate on-axis XMM-Newton EPIC effective area of each camera (no redistribution).
 
     Log-log interpolation of :data:`XMM_EPIC_APPROX_TABLE` at bin centres, on uniform
-    ``bin_kev`` true-energy bins in [e_min_kev, e_max_kev].
+    ``bin_kev`` true-energy bins [keV] in [e_min_kev, e_max_kev]; all cameras share the grid.
+
+    Returns:
+        {"pn": ..., "mos1": ..., "mos2": ...}, one :class:`Response` per camera [cm^2].
     """
     if not 0.15 <= e_min_kev < e_max_kev <= 12.0:
         raise ValueError(f"builtin XMM response covers 0.15-12 keV, got [{e_min_kev}, {e_max_kev}]")
     edges = np.arange(e_min_kev, e_max_kev + 0.5 * bin_kev, bin_kev)
-    centre = 0.5 * (edges[1:] + edges[:-1])
+    log_centre = np.log(0.5 * (edges[1:] + edges[:-1]))
     table = XMM_EPIC_APPROX_TABLE
-    total = table[:, 1] + n_mos * table[:, 2]
-    area = np.exp(np.interp(np.log(centre), np.log(table[:, 0]), np.log(total)))
-    return Response(edges[:-1], edges[1:], area, name=f"builtin-xmm-epic-pn+{n_mos}mos-approx")
+    out = {}
+    for k, camera in enumerate(XMM_EPIC_CAMERAS):
+        area = np.exp(np.interp(log_centre, np.log(table[:, 0]), np.log(table[:, 1 + k])))
+        out[camera] = Response(edges[:-1], edges[1:], area, name=f"builtin-xmm-epic-{camera}-approx")
+    return out
+
+
+def builtin_xmm_epic(
+    e_min_kev: float = 0.15,
+    e_max_kev: float = 12.0,
+    bin_kev: float = 0.005,
+    cameras: Sequence[Camera] = XMM_EPIC_CAMERAS,
+) -> Response:
+    """Approximate on-axis XMM-Newton EPIC effective area summed over ``cameras`` [cm^2].
+
+    The default is pn + MOS1 + MOS2, the sum of :func:`builtin_xmm_epic_cameras` (no
+    redistribution); see :data:`XMM_EPIC_APPROX_TABLE` for the sources of the curves.
+    """
+    per_camera = builtin_xmm_epic_cameras(e_min_kev, e_max_kev, bin_kev)
+    unknown = sorted(set(cameras) - set(per_camera))
+    if unknown or not cameras:
+        raise ValueError(f"cameras must be a non-empty subset of {list(XMM_EPIC_CAMERAS)}, got {list(cameras)}")
+    name = f"builtin-xmm-epic-{'+'.join(cameras)}-approx"
+    return sum_responses([per_camera[c] for c in cameras], name=name)
+
+
+# ----------------------------------------------------------------------------- sums of cameras
+def _common_edges(responses: Sequence[Response]) -> np.ndarray:
+    """The true-energy edges [keV] on which ``responses`` are summed (see :func:`sum_responses`)."""
+    first = responses[0].energy_edges_kev
+    if all(r.energy_edges_kev.shape == first.shape and np.allclose(r.energy_edges_kev, first, rtol=1e-6) for r in responses):
+        return first
+    e_lo = max(r.energy_edges_kev[0] for r in responses)
+    e_hi = min(r.energy_edges_kev[-1] for r in responses)
+    if not e_lo < e_hi:
+        raise ValueError(
+            "responses to sum cover no common energy range: "
+            + ", ".join(f"{r.name} [{r.energy_edges_kev[0]:g}, {r.energy_edges_kev[-1]:g}] keV" for r in responses)
+        )
+    edges = np.unique(np.concatenate([r.energy_edges_kev for r in responses]))
+    edges = edges[(edges >= e_lo * (1 - 1e-9)) & (edges <= e_hi * (1 + 1e-9))]
+    # merge edges that differ only by rounding (FITS files store float32 energies)
+    keep = np.concatenate([[True], np.diff(edges) > 1e-6 * edges[1:]])
+    return edges[keep]
+
+
+def sum_responses(responses: Sequence[Response], name: str | None = None) -> Response:
+    """The response of several cameras observing together (e.g. pn + MOS1 + MOS2).
+
+    Count rates add, so band effective areas add:
+    ``band_effective_area_cm2(sum, b) = sum_k band_effective_area_cm2(responses[k], b)``.
+
+    Energy grid: the common true-energy grid of the responses if they share one; otherwise the
+    union of all their bin edges over the range every response covers (energies outside it
+    are dropped). Each response is constant over each of its own bins, so the sum on the union
+    grid is exact.
+
+    Redistribution: either every response has a matrix or none has. With matrices, the summed
+    response's channels are every camera's channels side by side (camera 0's EBOUNDS, then
+    camera 1's, ...), and its matrix row i is sum_k A_k(E_i) M_k[i, :] / A(E_i) on them, with
+    A = sum_k A_k. Band areas (channels whose centres lie in a band) are then exactly the sums
+    of the cameras' band areas; the stacked channels are not one detector's, so the result is
+    for band count rates, not for folding a spectrum to fit. The dense matrix has
+    n_energies x (sum of channels) entries.
+
+    Args:
+        responses: one :class:`Response` per camera, at least one.
+        name: label of the sum (default: the cameras' names joined by ``+``).
+
+    Returns:
+        :class:`Response` with ``area_cm2`` the summed effective area [cm^2].
+    """
+    rs = list(responses)
+    if not rs:
+        raise ValueError("sum_responses needs at least one response")
+    name = name if name is not None else "+".join(r.name for r in rs)
+    has_matrix = [r.matrix is not None for r in rs]
+    if any(has_matrix) and not all(has_matrix):
+        raise ValueError(
+            "cannot sum responses with and without an RMF ("
+            + ", ".join(f"{r.name}: {'RMF' if m else 'no RMF'}" for r, m in zip(rs, has_matrix))
+            + "): give an RMF for every camera or for none"
+        )
+    edges = _common_edges(rs)
+    lo, hi = edges[:-1], edges[1:]
+    centre = 0.5 * (lo + hi)
+    # the bin of each response that contains each common bin
+    parent = [np.clip(np.searchsorted(r.energy_edges_kev, centre, side="right") - 1, 0, r.area_cm2.size - 1) for r in rs]
+    areas = [np.asarray(r.area_cm2, dtype=float)[i] for r, i in zip(rs, parent)]
+    total = np.sum(areas, axis=0)
+    if not all(has_matrix):
+        return Response(lo, hi, total, name=name)
+    weighted = np.concatenate([a[:, None] * np.asarray(r.matrix)[i] for a, r, i in zip(areas, rs, parent)], axis=1)
+    matrix = np.divide(weighted, total[:, None], out=np.zeros_like(weighted), where=total[:, None] > 0)
+    chan_lo = np.concatenate([np.asarray(r.chan_lo_kev, dtype=float) for r in rs])
+    chan_hi = np.concatenate([np.asarray(r.chan_hi_kev, dtype=float) for r in rs])
+    return Response(lo, hi, total, matrix, chan_lo, chan_hi, name=name)
 
 
 # ----------------------------------------------------------------------------- OGIP readers
@@ -209,31 +369,59 @@ def read_rmf(path: str | os.PathLike) -> Response:
     return Response(lo, hi, area, matrix, chan_lo, chan_hi, name=f"rmf:{os.path.basename(path)}")
 
 
+PathLike = Union[str, os.PathLike]
+
+
+def _as_paths(value: PathLike | Sequence[PathLike] | None) -> list[PathLike]:
+    if value is None:
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        return [value]
+    return list(value)
+
+
+def _arf_times_rmf(a: Response | None, r: Response | None) -> Response:
+    """One camera's response: the ARF's area times the RMF's redistribution (same energy grid)."""
+    if r is None:
+        return a
+    if a is None:
+        return r
+    if a.energ_lo_kev.shape != r.energ_lo_kev.shape or not np.allclose(a.energ_lo_kev, r.energ_lo_kev, rtol=1e-5):
+        raise ValueError(f"xray.response: ARF {a.name} and RMF {r.name} have different true-energy grids")
+    return replace(r, area_cm2=a.area_cm2 * r.area_cm2, name=f"{a.name}+{r.name}")
+
+
 def load_response(
-    arf: str | os.PathLike | None = None,
-    rmf: str | os.PathLike | None = None,
+    arf: PathLike | Sequence[PathLike] | None = None,
+    rmf: PathLike | Sequence[PathLike] | None = None,
     builtin: str = "xmm-epic-pn+2mos",
 ) -> Response:
-    """The response the config asks for: ARF (+ RMF) files when given, else the built-in curve.
+    """The response the config asks for: ARF (+ RMF) files when given, else a built-in curve.
 
-    With both files the ARF's area multiplies the RMF's redistribution; they must share the
-    true-energy grid. ``builtin`` is ``xmm-epic-pn+2mos`` or ``xmm-epic-pn``.
+    ``arf`` and ``rmf`` are each one path, a list of paths (one per camera), or None. The
+    k-th ARF goes with the k-th RMF (one camera: the ARF's area times the RMF's
+    redistribution, on a shared true-energy grid); a single RMF is shared by every ARF;
+    ARFs alone give perfect resolution, RMFs alone (``SPECRESP MATRIX``) carry their own area.
+    Several cameras are summed (:func:`sum_responses`). ``builtin`` is a key of
+    :data:`BUILTIN_RESPONSES` (``xmm-epic-pn+2mos``, ``xmm-epic-pn``, ``xmm-epic-mos1``,
+    ``xmm-epic-mos2``), used when no file is given.
     """
-    if arf is None and rmf is None:
-        if builtin == "xmm-epic-pn+2mos":
-            return builtin_xmm_epic(n_mos=2)
-        if builtin == "xmm-epic-pn":
-            return builtin_xmm_epic(n_mos=0)
-        raise ValueError(f"xray.response.builtin must be 'xmm-epic-pn+2mos' or 'xmm-epic-pn', got {builtin!r}")
-    if rmf is None:
-        return read_arf(arf)
-    r = read_rmf(rmf)
-    if arf is None:
-        return r
-    a = read_arf(arf)
-    if a.energ_lo_kev.shape != r.energ_lo_kev.shape or not np.allclose(a.energ_lo_kev, r.energ_lo_kev, rtol=1e-5):
-        raise ValueError(f"xray.response: ARF {arf} and RMF {rmf} have different true-energy grids")
-    return replace(r, area_cm2=a.area_cm2 * r.area_cm2, name=f"{a.name}+{r.name}")
+    arfs, rmfs = _as_paths(arf), _as_paths(rmf)
+    if not arfs and not rmfs:
+        if builtin not in BUILTIN_RESPONSES:
+            raise ValueError(f"xray.response.builtin must be one of {list(BUILTIN_RESPONSES)}, got {builtin!r}")
+        return builtin_xmm_epic(cameras=BUILTIN_RESPONSES[builtin])
+    n = max(len(arfs), len(rmfs))
+    if len(arfs) not in (0, n) or len(rmfs) not in (0, 1, n):
+        raise ValueError(
+            f"xray.response: give one ARF per RMF, or one RMF shared by every ARF; got {len(arfs)} ARF(s) and {len(rmfs)} RMF(s)"
+        )
+    read_rmfs = {os.fspath(p): read_rmf(p) for p in rmfs}  # a shared RMF is read once
+    cameras = [
+        _arf_times_rmf(read_arf(arfs[k]) if arfs else None, read_rmfs[os.fspath(rmfs[k if len(rmfs) > 1 else 0])] if rmfs else None)
+        for k in range(n)
+    ]
+    return cameras[0] if n == 1 else sum_responses(cameras)
 
 
 # ----------------------------------------------------------------------------- absorption

@@ -1,4 +1,5 @@
-"""Staged training of the extended LDL (Cerardi et al., Fig. 1) and gas painting of lightcone slabs.
+"""The ldl stage: staged training of the extended LDL (Cerardi et al., Fig. 1) and gas painting of
+lightcone slabs.
 
 Contract
 --------
@@ -6,22 +7,23 @@ Rule ``train_ldl`` (once per analysis) calls :func:`train_ldl_models`:
 
   in:  the config sections ``ldl``, ``simulation`` (a_init, n_steps, lightcone), the fiducial
        cosmology, the priors and the global seed. Nothing else: training boxes are simulated here
-       (JaxPM, :func:`clustersbi.simulate.simulate_box`, CAMB linear power) and their gas targets
+       (JaxPM, :func:`clustersbi.pm.simulate_box`, CAMB linear power) and their gas targets
        come from the synthetic model (:func:`clustersbi.gas.synthetic_gas`, default) or from
        CAMELS snapshots named in the config (:func:`clustersbi.gas.load_camels_snapshot`).
-  out: ``<out_dir>/ne.npz`` and ``t.npz`` (:func:`clustersbi.ldl.save_model`: parameters and the
+  out: ``ne.npz`` and ``t.npz`` (:func:`clustersbi.ldl.save_model`: parameters and the
        config that made them), ``history.csv`` (stage, iteration, train and validation loss),
        ``training_summary.json`` (held-out metrics, timings) and ``heldout.npz`` (the held-out
        box's DM density, target and LDL fields, for the plots).
 
 Rule ``paint_gas`` (per chunk) calls :func:`paint_gas_chunk`:
 
-  in:  the chunk's particle file (:mod:`clustersbi.lightcone`), the model directory, the chunk design.
+  in:  the chunk's particle file (:mod:`clustersbi.stages.simulate`), the trained models, the chunk design.
   out: ``results/gas/chunk_{chunk}.h5``: the particle file's layout
        ``sim_{index:06d}/lc_{l:02d}/slab_{s:02d}`` with datasets ``ne_cm3`` (comoving electron
        density [cm^-3]; physical = comoving x (1+z)^3) and ``t_k`` (temperature [K]), both float32
-       of the slab's mesh shape (n_w, n_w, n_d), the slab attributes copied, and the ``sim_..``
-       attributes copied (they include ``omega_m`` and ``h``).
+       of the slab's mesh shape (n_w, n_w, n_d) (cell convention "centre", :mod:`clustersbi.mesh`),
+       the slab attributes copied, and the ``sim_..`` attributes copied (the simulation record,
+       ``omega_m`` and ``h``).
 
 Training stages (paper Fig. 1; ``z_base`` = 0.21 by default, as the paper)
 ---------------------------------------------------------------------------
@@ -53,7 +55,6 @@ Slab boxes are rectangular ((n_w, n_w, n_d) cells of one size): they are painted
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -63,10 +64,13 @@ from typing import Any, Mapping, Sequence
 import jax
 import numpy as np
 
-from . import ldl
-from .cosmology import Cosmology
-from .design import Prior, SeedStream, derive_seed, sobol_unit_points
-from .io import atomic_path, h5_read_attrs, h5_write_attrs, write_json
+from .. import ldl
+from ..cosmology import Cosmology, camb_power
+from ..design import ChunkDesign, Prior, SeedStream, derive_seed, sobol_unit_points
+from ..gas import SyntheticGasParams, load_camels_snapshot, synthetic_gas
+from ..io import ChunkFile, atomic_path, h5_read_attrs, write_json
+from ..lightcone import lightcone_slab_geometry
+from ..pm import simulate_box
 
 __all__ = [
     "FEEDBACK_NAMES",
@@ -83,7 +87,6 @@ __all__ = [
     "train_ldl_models",
     "LDLPainter",
     "paint_gas_chunk",
-    "plot_ldl_outputs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -183,8 +186,6 @@ def fiducial_parameters(cosmology_fiducial: Mapping[str, float], priors: Sequenc
 def t_redshift_nodes(lightcone: Mapping[str, Any], omega_m: float, n_nodes: int) -> list[float]:
     """Redshift nodes of the per-redshift T MLPs: ``n_nodes`` values evenly spread between the
     centres of the first and last slab of the lightcone at ``omega_m`` (one node: the middle)."""
-    from .simulate import lightcone_slab_geometry
-
     if n_nodes < 1:
         raise ValueError(f"ldl.training.n_t_redshifts must be >= 1, got {n_nodes}")
     # the slab centres do not depend on the field of view: any valid field gives the same nodes
@@ -219,8 +220,6 @@ def synthetic_theta(params: Mapping[str, float]) -> dict[str, float]:
 
 
 def _synthetic_model(ldl_cfg: Mapping[str, Any], omega_b: float):
-    from .gas import SyntheticGasParams
-
     syn = ldl_cfg["synthetic"]
     return SyntheticGasParams(
         r_gas0_mpc_h=float(syn["r_gas0_mpc_h"]), delta_dep0=float(syn["delta_dep0"]),
@@ -230,8 +229,6 @@ def _synthetic_model(ldl_cfg: Mapping[str, Any], omega_b: float):
 
 
 def _gas_box(pos, mesh, box, params, redshift, hubble, model, role) -> TrainingBox:
-    from .gas import synthetic_gas
-
     g = synthetic_gas(np.asarray(pos), mesh, box, synthetic_theta(params), redshift, hubble=hubble, model=model)
     return TrainingBox(
         pos_mpc_h=np.asarray(pos, np.float32),
@@ -286,9 +283,6 @@ def simulate_training_boxes(
         one :class:`TrainingBox` per run, redshift and parameter set (the first set of a
         "base" run keeps the role "base", its other sets become "varied").
     """
-    from .cosmology import camb_power
-    from .simulate import simulate_box
-
     tr = ldl_cfg["training"]
     n_mesh = int(tr["n_mesh"])
     cell = float(simulation_cfg["lightcone"]["cell_mpc_h"])
@@ -330,8 +324,6 @@ def camels_training_boxes(ldl_cfg: Mapping[str, Any], cell_mpc_h: float, fiducia
     All snapshots must give the same mesh at ``cell_mpc_h`` and the same particle count
     (one CAMELS suite), since the conditioning stage stacks them.
     """
-    from .gas import load_camels_snapshot
-
     entries = ldl_cfg["camels"]["snapshots"]
     if not entries:
         raise ValueError("ldl.source is 'camels' but ldl.camels.snapshots is empty")
@@ -402,10 +394,9 @@ def heldout_metrics(rho_over_mean, ne_true, t_true, ne_ldl, t_ldl) -> dict[str, 
 class LDLPainter:
     """The trained, conditioned n_e and T models (``ne.npz``, ``t.npz``) as painting functions."""
 
-    def __init__(self, model_dir: str | Path):
-        model_dir = Path(model_dir)
-        self.ne_params, self.ne_config = ldl.load_model(model_dir / "ne.npz")
-        self.t_params, self.t_config = ldl.load_model(model_dir / "t.npz")
+    def __init__(self, ne_model: str | Path, t_model: str | Path):
+        self.ne_params, self.ne_config = ldl.load_model(ne_model)
+        self.t_params, self.t_config = ldl.load_model(t_model)
         self.theta = ThetaSpace.from_config(self.ne_config["theta"])
         self.k_nyquist = float(self.ne_config["k_nyquist_h_mpc"])
         self.z_nodes = [float(z) for z in self.t_config["z_nodes"]]
@@ -444,10 +435,8 @@ class LDLPainter:
 def _stack(boxes: Sequence[TrainingBox], masks: Mapping[str, np.ndarray], theta: ThetaSpace) -> dict[str, Any]:
     import jax.numpy as jnp
 
-    from .ldl import particle_density
-
     pos = jnp.stack([jnp.asarray(b.pos_mpc_h) for b in boxes])
-    weight = jnp.stack([particle_density(jnp.asarray(b.pos_mpc_h), b.mesh_shape, b.box_mpc_h) for b in boxes])
+    weight = jnp.stack([ldl.particle_density(jnp.asarray(b.pos_mpc_h), b.mesh_shape, b.box_mpc_h) for b in boxes])
     ne = jnp.stack([jnp.asarray(b.ne) for b in boxes])
     return {
         "pos": pos,
@@ -473,7 +462,7 @@ def train_ldl_models(
     cosmology_fiducial: Mapping[str, float],
     priors: Mapping[str, Sequence[Mapping[str, Any]]],
     seed: int,
-    out_dir: str | Path,
+    outputs: Mapping[str, str | Path],
 ) -> dict[str, Any]:
     """Train the extended LDL n_e and T models (stages in the module docstring) and write them.
 
@@ -484,8 +473,8 @@ def train_ldl_models(
         priors: the config's ``priors`` (``cosmology`` and ``astrophysics`` lists): the
             conditioning inputs and the range of the varied training boxes.
         seed: global seed (training boxes and MLP initialisation derive from it).
-        out_dir: directory of ``ne.npz``, ``t.npz``, ``history.csv``, ``training_summary.json``,
-            ``heldout.npz``.
+        outputs: paths by role: ``ne``, ``t`` (the models), ``history``, ``summary``, ``heldout``
+            (the rule's named outputs).
 
     Returns:
         the training summary (also written as JSON).
@@ -495,7 +484,6 @@ def train_ldl_models(
     from jax.flatten_util import ravel_pytree
 
     t_start = time.perf_counter()
-    out_dir = Path(out_dir)
     prior_list = [Prior.from_mapping(p) for p in [*priors["cosmology"], *priors.get("astrophysics", [])]]
     fiducial = fiducial_parameters(cosmology_fiducial, prior_list)
     theta = ThetaSpace.from_priors(prior_list, fiducial)
@@ -584,13 +572,13 @@ def train_ldl_models(
         "k_nyquist_h_mpc": k_nyq, "z_base": z_base, "z_nodes": list(z_nodes),
         "ne_unit_cm3": ldl.NE_UNIT_CM3, "t_unit_k": ldl.T_UNIT_K,
     }
-    ldl.save_model(out_dir / "ne.npz", {"base": p_ne, "mlp": mlp_ne}, {**model_config, "field": "ne"})
-    ldl.save_model(out_dir / "t.npz", {"base": p_t, "mlps": ldl.stack_mlps(mlps_z)}, {**model_config, "field": "t"})
-    with atomic_path(out_dir / "history.csv") as tmp:
+    ldl.save_model(outputs["ne"], {"base": p_ne, "mlp": mlp_ne}, {**model_config, "field": "ne"})
+    ldl.save_model(outputs["t"], {"base": p_t, "mlps": ldl.stack_mlps(mlps_z)}, {**model_config, "field": "t"})
+    with atomic_path(outputs["history"]) as tmp:
         pd.DataFrame(history).to_csv(tmp, index=False)
 
     # ---- held-out metrics: the conditioned models at the fiducial point, painted as the slabs are
-    painter = LDLPainter(out_dir)
+    painter = LDLPainter(outputs["ne"], outputs["t"])
     hpos = heldout_box.pos_mpc_h
     ne_ldl, t_ldl = painter.paint(hpos, mesh, box, fiducial, z_base)
     rho = np.asarray(ldl.particle_density(jnp.asarray(hpos), mesh, box))
@@ -602,7 +590,7 @@ def train_ldl_models(
     metrics["base"] = heldout_metrics(rho, ne_t_cm3, t_t_k, base_ne, base_t)
     if ldl_cfg["source"] == "synthetic" and "A_AGN1" in theta.names:
         metrics["feedback_response"] = _feedback_response(painter, heldout_box, fiducial, ldl_cfg, cosmology_fiducial)
-    with atomic_path(out_dir / "heldout.npz") as tmp:
+    with atomic_path(outputs["heldout"]) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, rho_over_mean=rho, ne_true_cm3=ne_t_cm3, t_true_k=t_t_k, ne_ldl_cm3=ne_ldl, t_ldl_k=t_ldl,
                      box_mpc_h=np.float64(box), redshift=np.float64(z_base))
@@ -616,7 +604,7 @@ def train_ldl_models(
                          for s in dict.fromkeys(r["stage"] for r in history)},
         "timings_s": timings, "source": ldl_cfg["source"],
     }
-    write_json(out_dir / "training_summary.json", summary)
+    write_json(outputs["summary"], summary)
     c = metrics["conditioned"]
     logger.info("LDL trained in %.1f s: held-out deviation correlation %.3f (paper 0.56), emissivity L1 %.3f",
                 timings["total_s"], c["deviation_correlation"], c["emissivity_l1"])
@@ -651,11 +639,12 @@ def _feedback_response(painter: LDLPainter, box: TrainingBox, fiducial, ldl_cfg,
 
 def paint_gas_chunk(
     particle_file: str | Path,
-    model_dir: str | Path,
-    design: Mapping[str, Any],
+    ne_model: str | Path,
+    t_model: str | Path,
+    design_params: Mapping[str, Any],
     out_file: str | Path,
 ) -> None:
-    """Paint n_e and T with the trained extended LDL on every slab of a chunk's particle file.
+    """Rule ``paint_gas``: n_e and T by the trained extended LDL on every slab of a chunk.
 
     n_e is conditioned on the simulation's parameters; T on the parameters and the slab's
     ``z_centre``. Layout of ``out_file`` in the module docstring.
@@ -663,65 +652,34 @@ def paint_gas_chunk(
     Raises:
         RuntimeError: naming the simulation, lightcone and slab if painting fails or gives
             non-finite values.
-        ValueError: if the particle file holds a simulation that is not in ``design``.
+        ValueError: if the particle file holds a simulation that is not in the design, or one
+            whose stored parameters differ from it (a stale file).
     """
-    import h5py
-
-    from .lightcone import iter_slabs
-
-    painter = LDLPainter(model_dir)
-    rows = {int(i): dict(zip(design["outer_names"], row)) for i, row in zip(design["indices"], design["outer"])}
-    with contextlib.ExitStack() as stack:
-        src = stack.enter_context(h5py.File(particle_file, "r"))
-        out = stack.enter_context(h5py.File(stack.enter_context(atomic_path(out_file)), "w"))
-        slabs = list(iter_slabs(src))
+    painter = LDLPainter(ne_model, t_model)
+    design = ChunkDesign.from_params(design_params, with_inner=False)
+    with ChunkFile.open(particle_file) as src, ChunkFile.create(out_file) as out:
+        work = [(attrs, g_sim, l, g_lc, g_slab) for attrs, g_sim in src.simulations()
+                for l, g_lc in ChunkFile.lightcones(g_sim) for g_slab in ChunkFile.slabs(g_lc)]
         t0 = time.perf_counter()
-        for n, (g_sim, g_lc, g_slab) in enumerate(slabs):
-            sim_attrs = h5_read_attrs(g_sim)
-            index = int(sim_attrs["index"])
-            if index not in rows:
-                raise ValueError(f"{particle_file}: simulation {index} is not in the chunk design {sorted(rows)}")
+        for n, (sim_attrs, g_sim, light, g_lc, g_slab) in enumerate(work):
+            record = design.record(int(sim_attrs["index"]))
+            record.check_stored(sim_attrs, str(particle_file))
             attrs = h5_read_attrs(g_slab)
-            where = f"simulation {index} ({rows[index]}), {g_lc.name.rsplit('/', 1)[-1]}, slab {attrs['index']}"
+            where = f"simulation {record.index} ({record.parameters}), lightcone {light}, slab {attrs['index']}"
             try:
                 ne, t = painter.paint(g_slab["positions_mpc_h"][:], attrs["mesh_shape"], attrs["box_mpc_h"],
-                                      rows[index], float(attrs["z_centre"]))
+                                      record.parameters, float(attrs["z_centre"]))
                 if not (np.all(np.isfinite(ne)) and np.all(np.isfinite(t))):
                     raise FloatingPointError("non-finite n_e or T")
             except Exception as err:
                 raise RuntimeError(f"{where}: painting failed: {err}") from err
-            if g_sim.name not in out:
-                h5_write_attrs(out.create_group(g_sim.name), sim_attrs)
-            if g_lc.name not in out:
-                h5_write_attrs(out.create_group(g_lc.name), h5_read_attrs(g_lc))
-            g_out = out.create_group(g_slab.name)
+            if record.group_name not in out.h5:
+                out.add_simulation(record, **{k: v for k, v in sim_attrs.items() if k not in record.to_attrs()})
+            lc_name = f"{record.group_name}/lc_{light:02d}"
+            g_out_lc = out.h5[lc_name] if lc_name in out.h5 else ChunkFile.add_lightcone(out.h5[record.group_name], light)
+            g_out = ChunkFile.add_slab(g_out_lc, int(attrs["index"]), **attrs)
             g_out.create_dataset("ne_cm3", data=ne)
             g_out.create_dataset("t_k", data=t)
-            h5_write_attrs(g_out, attrs)
-            logger.info("chunk %s: painted %d/%d slabs (%s, mesh %s) in %.1f s", design["chunk"], n + 1, len(slabs),
+            logger.info("chunk %s: painted %d/%d slabs (%s, mesh %s) in %.1f s", design.chunk, n + 1, len(work),
                         where, tuple(ne.shape), time.perf_counter() - t0)
-        h5_write_attrs(out, {"models": str(model_dir), "ne_unit": "comoving cm^-3", "t_unit": "K"})
-
-
-# ----------------------------------------------------------------------------- plots
-
-
-def plot_ldl_outputs(
-    heldout_file: str | Path,
-    history_file: str | Path,
-    ne_rho_png: str | Path,
-    slices_png: str | Path,
-    training_png: str | Path,
-) -> None:
-    """The LDL plots of rule ``plot_ldl``: voxel n_e vs rho_DM (target vs LDL, paper Fig. 5) and
-    slices of n_e, T, n_e^2 T^(1/2) on the held-out box (:mod:`clustersbi.plots_ldl`), and the
-    training curves of every stage (one panel per stage, train and validation loss)."""
-    import pandas as pd
-
-    from .plots_ldl import plot_ne_vs_rho, plot_slices, plot_training_stages
-
-    with np.load(heldout_file) as h:
-        rho, ne_t, t_t, ne_l, t_l = (h[k] for k in ("rho_over_mean", "ne_true_cm3", "t_true_k", "ne_ldl_cm3", "t_ldl_k"))
-    plot_ne_vs_rho(rho, ne_t, ne_l, ne_rho_png, bins=40)
-    plot_slices({"ne": ne_t, "t": t_t}, {"ne": ne_l, "t": t_l}, slices_png)
-    plot_training_stages(pd.read_csv(history_file), training_png)
+        out.write_attrs({"models": [str(ne_model), str(t_model)], "ne_unit": "comoving cm^-3", "t_unit": "K"})

@@ -5,18 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import matplotlib
 import matplotlib.ticker
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
-from .io import h5_read_attrs
-from .plots_design import save_figure
-from .scaling import REFLEX2_SCHECHTER, abundance_thresholds, luminosity_function, schechter_dn_dlog10l
+from ..io import h5_read_attrs
+from . import plt, save_figure
+from ..scaling import REFLEX2_SCHECHTER, abundance_thresholds, luminosity_function, schechter_dn_dlog10l
 
-__all__ = ["read_mock_catalogues", "plot_luminosity_functions", "plot_abundance", "plot_power_spectra", "plot_field_slices"]
+__all__ = [
+    "plot_summary_products",
+    "read_mock_catalogues",
+    "plot_luminosity_functions",
+    "plot_abundance",
+    "plot_power_spectra",
+    "plot_field_slices",
+]
 
 
 def read_mock_catalogues(catalog_files: Sequence[str | Path]) -> list[tuple[np.ndarray, dict[str, Any]]]:
@@ -130,3 +133,12 @@ def plot_field_slices(summary_files, path) -> None:
         ax.set_yticks([])
     fig.suptitle(rf"{name}: $\log_{{10}}(2 + \delta)$, {depth}-cell slab")
     save_figure(fig, path)
+
+
+def plot_summary_products(catalog_files, summary_files, box_mpc_h: float, threshold_erg_s: float,
+                          thresholds: Mapping[str, float], paths: Mapping[str, str]) -> None:
+    """The summaries stage's figures: ``paths`` by role (luminosity, abundance, power, fields)."""
+    plot_luminosity_functions(catalog_files, box_mpc_h, threshold_erg_s, paths["luminosity"])
+    plot_abundance(summary_files, thresholds, paths["abundance"])
+    plot_power_spectra(summary_files, paths["power"])
+    plot_field_slices(summary_files, paths["fields"])

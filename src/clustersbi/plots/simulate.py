@@ -1,7 +1,7 @@
 """Validation plots of the dark-matter simulation stage (matplotlib, Agg backend).
 
 Each function takes arrays (or slab geometry) and writes one image file via
-:func:`clustersbi.plots_design.save_figure` (atomic write):
+:func:`clustersbi.plots.save_figure` (atomic write):
 
 - :func:`plot_power_spectrum`: P(k) of a run next to CAMB (linear and halofit), with a panel
   for the linear-growth ratio P(a)/P(a_init)/(D/D_init)^2 and one for P(k)/halofit.
@@ -18,14 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib
 import matplotlib.ticker
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .plots_design import save_figure  # noqa: E402
+from . import plt, save_figure
 
 __all__ = [
     "plot_simulation_validation",
@@ -240,9 +236,9 @@ def plot_simulation_validation(halo_file, linear_power_file, paths) -> None:
     """
     import h5py
 
-    from .cosmology import camb_power, read_linear_power
-    from .halos import predicted_halo_counts, read_halo_file
-    from .power import nyquist_frequency
+    from ..cosmology import camb_power, predicted_halo_counts
+    from ..power import nyquist_frequency
+    from ..products import read_halo_file, read_linear_power
 
     index, (halos, attrs) = next(iter(read_halo_file(halo_file).items()))
     cosmo, _ = read_linear_power(linear_power_file, index)

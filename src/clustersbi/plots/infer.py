@@ -16,14 +16,10 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import matplotlib
+import numpy as np
+from scipy import stats
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy import stats  # noqa: E402
-
-from clustersbi.io import atomic_path  # noqa: E402
+from . import plt, save_figure
 
 __all__ = [
     "plot_inference_products",
@@ -33,14 +29,6 @@ __all__ = [
     "plot_tarp",
     "plot_training_curves",
 ]
-
-
-def _save(fig, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
-    plt.close(fig)
-    return path
 
 
 def _grid(n: int) -> tuple[int, int]:
@@ -80,7 +68,8 @@ def plot_predicted_vs_true(
     for ax in list(axes.flat)[len(param_names):]:
         ax.set_visible(False)
     fig.tight_layout()
-    return _save(fig, path)
+    save_figure(fig, path)
+    return Path(path)
 
 
 def _hpd_levels(h: np.ndarray, fractions=(0.68, 0.95)) -> list[float]:
@@ -129,7 +118,8 @@ def plot_corner(
             if j == 0 and i > 0:
                 ax.set_ylabel(param_names[i])
     fig.tight_layout()
-    return _save(fig, path)
+    save_figure(fig, path)
+    return Path(path)
 
 
 def plot_sbc_ranks(
@@ -152,7 +142,8 @@ def plot_sbc_ranks(
     for ax in list(axes.flat)[len(param_names):]:
         ax.set_visible(False)
     fig.tight_layout()
-    return _save(fig, path)
+    save_figure(fig, path)
+    return Path(path)
 
 
 def plot_tarp(ecp: Sequence[float], alpha: Sequence[float], path: str | os.PathLike, *, atc: float | None = None) -> Path:
@@ -166,7 +157,8 @@ def plot_tarp(ecp: Sequence[float], alpha: Sequence[float], path: str | os.PathL
         ax.set_title(f"TARP, ATC = {atc:.3f}", fontsize=10)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    return _save(fig, path)
+    save_figure(fig, path)
+    return Path(path)
 
 
 def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | os.PathLike, *, title: str = "") -> Path:
@@ -182,7 +174,8 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | os.
     if title:
         ax.set_title(title)
     ax.legend()
-    return _save(fig, path)
+    save_figure(fig, path)
+    return Path(path)
 
 
 def plot_inference_products(samples_file, calibration_file, compressor_history, npe_history, paths: Mapping[str, str]) -> None:
@@ -220,4 +213,4 @@ def plot_inference_products(samples_file, calibration_file, compressor_history, 
         ax.set_ylabel("loss")
         ax.set_title(title)
         ax.legend()
-    _save(fig, paths["training"])
+    save_figure(fig, paths["training"])

@@ -10,23 +10,17 @@ Each function writes one PNG and returns nothing.
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence
+from pathlib import Path
+from typing import Mapping
 
-import matplotlib
+import matplotlib.colors
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from . import plt, save_figure
 
-__all__ = ["plot_ne_vs_rho", "plot_slices", "plot_training_stages"]
-
-
-def _save(fig, path: str | os.PathLike) -> None:
-    from clustersbi.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+__all__ = [
+    "plot_ldl_outputs","plot_ne_vs_rho", "plot_slices", "plot_training_stages"]
 
 
 def plot_ne_vs_rho(
@@ -48,7 +42,7 @@ def plot_ne_vs_rho(
         ax.set_title(title)
         ax.set_xlabel(r"$\log_{10}\,\rho_{\rm DM}/\bar\rho_{\rm DM}$")
     axes[0].set_ylabel(r"$\log_{10}\, n_e$ [cm$^{-3}$, comoving]")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_slices(
@@ -78,7 +72,7 @@ def plot_slices(
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
             fig.colorbar(im, ax=axes[r, c], fraction=0.046)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_training_stages(history, path: str | os.PathLike) -> None:
@@ -103,4 +97,21 @@ def plot_training_stages(history, path: str | os.PathLike) -> None:
     axes[0, 0].set_ylabel("loss (eqs. 5-6)")
     axes[0, 0].legend()
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
+
+
+def plot_ldl_outputs(
+    heldout_file: str | Path,
+    history_file: str | Path,
+    ne_rho_png: str | Path,
+    slices_png: str | Path,
+    training_png: str | Path,
+) -> None:
+    """The LDL plots of rule ``plot_ldl``: voxel n_e vs rho_DM (target vs LDL, paper Fig. 5) and
+    slices of n_e, T, n_e^2 T^(1/2) on the held-out box , and the
+    training curves of every stage (one panel per stage, train and validation loss)."""
+    with np.load(heldout_file) as h:
+        rho, ne_t, t_t, ne_l, t_l = (h[k] for k in ("rho_over_mean", "ne_true_cm3", "t_true_k", "ne_ldl_cm3", "t_ldl_k"))
+    plot_ne_vs_rho(rho, ne_t, ne_l, ne_rho_png, bins=40)
+    plot_slices({"ne": ne_t, "t": t_t}, {"ne": ne_l, "t": t_l}, slices_png)
+    plot_training_stages(pd.read_csv(history_file), training_png)

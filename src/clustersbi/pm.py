@@ -1,4 +1,4 @@
-"""Dark-matter particle-mesh simulations with JaxPM: cubic boxes and lightcone slabs.
+"""Dark-matter particle-mesh simulations with JaxPM: 2LPT, kick-drift-kick, PM forces.
 
 Contract: a cosmology, a tabulated linear P(k) at z = 0 (CAMB, :func:`clustersbi.cosmology.camb_power`)
 and an integer seed in; particles (positions, velocities) and CIC density meshes at the
@@ -27,17 +27,14 @@ adds the time integrator, general-purpose painting and the geometry):
   the force vector, on a force mesh that may be finer than the particle grid
   (``force_mesh_factor``, FastPM's boost factor: 2 resolves halos of >= 100 particles to
   within the mass-function fit's accuracy, see tests/test_simulate_validation.py).
-- Density: CIC mass assignment (:func:`paint_cic`, any number of particles, any mesh; jaxpm's
-  ``cic_paint`` needs exactly one particle per mesh cell).
+- Density: CIC mass assignment (:func:`clustersbi.mesh.cic_paint`, cell convention "centre",
+  any number of particles, any mesh; jaxpm's ``cic_paint`` needs one particle per mesh cell).
 
 Units: positions Mpc/h in [0, L); velocities are peculiar velocities in km/s,
 v = a dx/dt = 100 p (L/N) / a km/s for jaxpm's momentum p in mesh units; density meshes are in
 units of the mean (1 + delta).
 
-Geometry: :func:`lightcone_slab_geometry` cuts z_min < z < z_max into ``n_slabs`` slabs of equal
-comoving depth whose transverse size covers the field of view at z_max; each slab is an
-independent periodic box evolved to the redshift of its comoving centre (Cerardi et al.,
-Sect. 2.3 and Fig. 4).
+Lightcone slabs (geometry and slab runs) are :mod:`clustersbi.lightcone`.
 """
 
 from __future__ import annotations
@@ -49,57 +46,32 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .cosmology import Cosmology, comoving_distance_mpc_h, redshift_at_comoving_distance
+from .cosmology import Cosmology
+from .constants import H0_KM_S_MPC_H
+from .mesh import cic_gather, cic_paint, cic_scatter
 
 __all__ = [
     "NonFiniteSimulationError",
-    "Slab",
     "Snapshot",
     "PMRun",
     "jax_cosmology",
     "power_interpolator",
-    "derive_seed",
     "pm_step_factors",
     "rfft_wavevectors",
     "pm_forces_compensated",
-    "cic_scatter",
-    "cic_gather",
-    "paint_cic",
     "check_finite",
     "run_pm",
     "lpt_on_grid",
     "simulate_box",
-    "lightcone_slab_geometry",
-    "lightcone_slab_mesh",
-    "simulate_lightcone_slabs",
     "density_power_spectrum",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: H0 in km/s per Mpc/h.
-_H0_KM_S_MPC_H = 100.0
 
 
 class NonFiniteSimulationError(FloatingPointError):
     """A simulation produced NaN or inf; the message names the seed and parameters."""
-
-
-@dataclass(frozen=True)
-class Slab:
-    """One lightcone slab: a periodic box of comoving depth ``depth_mpc_h`` along the line of sight.
-
-    Distances in Mpc/h; ``z_centre`` is the redshift at the slab's comoving mid-distance.
-    """
-
-    index: int
-    chi_lo: float
-    chi_hi: float
-    z_lo: float
-    z_hi: float
-    z_centre: float
-    depth_mpc_h: float
-    width_mpc_h: float
 
 
 @dataclass
@@ -190,13 +162,6 @@ def power_interpolator(k_h_mpc: np.ndarray, pk_mpc3_h3: np.ndarray) -> Callable:
     return pk_fn
 
 
-def derive_seed(seed: int, index: int) -> int:
-    """Independent 31-bit seed for sub-simulation ``index`` of ``seed`` (numpy SeedSequence)."""
-    if seed < 0 or index < 0:
-        raise ValueError(f"seed ({seed}) and index ({index}) must be >= 0")
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint32)[0] >> 1)
-
-
 def _scale_factor_grid(a_init: float, snapshot_a: Sequence[float], n_steps: int) -> tuple[np.ndarray, list[int]]:
     """Steps uniform in a from a_init to max(snapshot_a), with every snapshot a on the grid.
 
@@ -258,148 +223,6 @@ def _jitted_step_factors():
         return jnp.stack([kick1, drift, kick2], axis=1)
 
     return jax.jit(factors)
-
-
-def paint_cic(
-    positions_mpc_h,
-    mesh_shape: Sequence[int],
-    box_mpc_h: float | Sequence[float],
-    weights=None,
-) -> np.ndarray:
-    """Cloud-in-cell mass assignment of any number of particles onto any periodic mesh.
-
-    Cell i spans [i H, (i+1) H) and its centre is at (i + 1/2) H (H = L/N per axis): a particle
-    at a cell centre puts all its weight into that cell.
-
-    Args:
-        positions_mpc_h: (n, 3) positions [Mpc/h] (numpy or jax).
-        mesh_shape: cells per axis (3,).
-        box_mpc_h: box side(s) [Mpc/h], scalar or (3,).
-        weights: (n,) particle weights, default 1.
-
-    Returns:
-        mesh_shape float32 numpy array: sum of the weights per cell (its mean is the total weight
-        over the number of cells).
-    """
-    import jax.numpy as jnp
-
-    shape = tuple(int(s) for s in mesh_shape)
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"mesh_shape must be 3 positive ints, got {mesh_shape}")
-    box = np.broadcast_to(np.asarray(box_mpc_h, dtype=np.float64), (3,))
-    pos = jnp.asarray(positions_mpc_h, dtype=jnp.float32).reshape(-1, 3)
-    w = jnp.ones(pos.shape[0], jnp.float32) if weights is None else jnp.asarray(weights, jnp.float32).reshape(-1)
-    if w.shape[0] != pos.shape[0]:
-        raise ValueError(f"weights has {w.shape[0]} entries for {pos.shape[0]} particles")
-    return np.asarray(_paint_cic_jit(pos, w, shape, tuple(float(b) for b in box)))
-
-
-def _cic_window_weights(frac):
-    """(n, 2, 2, 2) CIC weights of the 8 mesh points around each particle; frac (n, 3) in [0, 1)."""
-    import jax.numpy as jnp
-
-    wx, wy, wz = (jnp.stack([1.0 - frac[:, i], frac[:, i]], axis=1) for i in range(3))
-    return wx[:, :, None, None] * wy[:, None, :, None] * wz[:, None, None, :]
-
-
-def _cic_base(x, shape):
-    """Lower mesh point (wrapped into the mesh) and fractional offset of (n, 3) mesh-unit positions."""
-    import jax.numpy as jnp
-
-    base = jnp.floor(x)
-    frac = x - base
-    base = jnp.mod(base.astype(jnp.int32), jnp.asarray(shape, jnp.int32))
-    return base, frac
-
-
-def cic_scatter(x, shape: tuple[int, int, int], weights=None):
-    """CIC painting in mesh units (jit-able): mesh points at integer coordinates, periodic.
-
-    Equivalent to ``jaxpm.painting.cic_paint`` (same kernel, 1 - |x - x_i| per axis) for any
-    number of particles and any mesh. Each particle scatters one 2x2x2 window (a single XLA
-    scatter with a window, into a mesh padded by one layer that is then folded back
-    periodically): on the CPU this is 2-5x faster than eight point scatters per particle.
-
-    Args:
-        x: (n, 3) float32 positions in mesh units.
-        shape: mesh cells per axis.
-        weights: (n,) weights (default 1).
-
-    Returns:
-        ``shape`` float32 jax array.
-    """
-    import jax.numpy as jnp
-    from jax import lax
-
-    x = x.reshape(-1, 3)
-    base, frac = _cic_base(x, shape)
-    w = _cic_window_weights(frac)
-    if weights is not None:
-        w = w * weights.reshape(-1, 1, 1, 1)
-    padded = jnp.zeros(tuple(s + 1 for s in shape), jnp.float32)
-    dnums = lax.ScatterDimensionNumbers(
-        update_window_dims=(1, 2, 3), inserted_window_dims=(), scatter_dims_to_operand_dims=(0, 1, 2)
-    )
-    mesh = lax.scatter_add(padded, base, w.astype(jnp.float32), dnums, mode=lax.GatherScatterMode.PROMISE_IN_BOUNDS)
-    mesh = mesh.at[0].add(mesh[-1])[:-1]
-    mesh = mesh.at[:, 0].add(mesh[:, -1])[:, :-1]
-    return mesh.at[:, :, 0].add(mesh[:, :, -1])[:, :, :-1]
-
-
-def cic_gather(mesh_vec, x):
-    """CIC interpolation in mesh units (jit-able) of a vector field at (n, 3) positions.
-
-    Equivalent to ``jaxpm.painting.cic_read`` applied per component, for any number of
-    particles. The 8 neighbours' indices are computed once and each gathers a contiguous
-    c-vector (one pass per neighbour instead of one per neighbour and component).
-
-    Args:
-        mesh_vec: shape + (c,) field on a periodic mesh (mesh points at integer coordinates).
-        x: (n, 3) positions in mesh units.
-
-    Returns:
-        (n, c) interpolated values.
-    """
-    import jax.numpy as jnp
-
-    shape = mesh_vec.shape[:3]
-    flat_field = mesh_vec.reshape(-1, mesh_vec.shape[-1])
-    base, frac = _cic_base(x.reshape(-1, 3), shape)
-    out = None
-    for dx in (0, 1):
-        for dy in (0, 1):
-            for dz in (0, 1):
-                i, j, k = (
-                    jnp.where(base[:, a] + o == shape[a], 0, base[:, a] + o) for a, o in enumerate((dx, dy, dz))
-                )
-                kern = (
-                    (frac[:, 0] if dx else 1.0 - frac[:, 0])
-                    * (frac[:, 1] if dy else 1.0 - frac[:, 1])
-                    * (frac[:, 2] if dz else 1.0 - frac[:, 2])
-                )
-                flat = (i * shape[1] + j) * shape[2] + k
-                term = flat_field.at[flat].get(mode="promise_in_bounds") * kern[:, None]
-                out = term if out is None else out + term
-    return out
-
-
-def _paint_cic_impl(pos, w, shape, box):
-    import jax.numpy as jnp
-
-    x = pos * (jnp.asarray(shape, jnp.float32) / jnp.asarray(box, jnp.float32)) - 0.5
-    return cic_scatter(x, shape, w)
-
-
-def _paint_cic_jit(pos, w, shape, box):
-    import jax
-
-    global _PAINT_JIT
-    if _PAINT_JIT is None:
-        _PAINT_JIT = jax.jit(_paint_cic_impl, static_argnums=(2, 3))
-    return _PAINT_JIT(pos, w, shape, box)
-
-
-_PAINT_JIT = None
 
 
 def check_finite(name: str, array, context: str) -> None:
@@ -660,14 +483,15 @@ def run_pm(
 
     def snapshot(a, xs, ps):
         # jaxpm's mesh points sit at integer mesh coordinates; ours at cell centres (i + 1/2) H
+        # (clustersbi.mesh convention "centre")
         flat = jnp.mod(xs.reshape(-1, 3) + 0.5, jnp.asarray(shape, jnp.float32))
         pos = np.asarray(flat * cell, dtype=np.float32)
-        vel = np.asarray(ps.reshape(-1, 3) * (_H0_KM_S_MPC_H * cell / a), dtype=np.float32)
+        vel = np.asarray(ps.reshape(-1, 3) * (H0_KM_S_MPC_H * cell / a), dtype=np.float32)
         check_finite(f"positions at a={a:.4f}", pos, context)
         check_finite(f"velocities at a={a:.4f}", vel, context)
         pos_box = np.mod(pos, np.asarray(box, dtype=np.float32))
         pos_box[pos_box >= np.asarray(box, dtype=np.float32)] = 0.0
-        dens = paint_cic(pos_box, shape, box)
+        dens = np.asarray(cic_paint(pos_box, shape, box, convention="centre"))
         return Snapshot(float(a), pos_box if keep_particles else None, vel if keep_particles else None, dens)
 
     initial = snapshot(a_init, x, p)
@@ -711,96 +535,6 @@ def simulate_box(
         snapshot_a=tuple(1.0 / (1.0 + z)), a_init=a_init, n_steps=n_steps, keep_particles=keep_particles,
         force_mesh_factor=force_mesh_factor,
     )
-
-
-def lightcone_slab_geometry(
-    z_min: float, z_max: float, n_slabs: int, fov_deg2: float, omega_m: float
-) -> list[Slab]:
-    """Slabs of equal comoving depth between z_min and z_max covering a square field of view.
-
-    depth = [chi(z_max) - chi(z_min)] / n_slabs; width = 2 chi(z_max) tan(theta / 2) with
-    theta = sqrt(fov_deg2) degrees, the side of a square field: the transverse size of the
-    field's pyramid at the far end, so every slab covers the field (Cerardi et al. Fig. 4).
-    Distances in Mpc/h (flat Lambda-CDM, :func:`clustersbi.cosmology.comoving_distance_mpc_h`).
-
-    Returns:
-        ``n_slabs`` :class:`Slab` ordered by increasing distance.
-    """
-    if not 0 <= z_min < z_max:
-        raise ValueError(f"need 0 <= z_min < z_max, got z_min={z_min}, z_max={z_max}")
-    if n_slabs < 1:
-        raise ValueError(f"n_slabs must be >= 1, got {n_slabs}")
-    if not 0 < fov_deg2 < 180.0**2:
-        raise ValueError(f"fov_deg2 must be in (0, 32400), got {fov_deg2}")
-    chi_min, chi_max = (float(c) for c in comoving_distance_mpc_h(np.array([z_min, z_max]), omega_m))
-    edges = np.linspace(chi_min, chi_max, n_slabs + 1)
-    centres = 0.5 * (edges[:-1] + edges[1:])
-    z_edges = redshift_at_comoving_distance(edges, omega_m)
-    z_edges[0], z_edges[-1] = z_min, z_max
-    z_centres = redshift_at_comoving_distance(centres, omega_m)
-    theta_rad = np.deg2rad(np.sqrt(fov_deg2))
-    width = 2.0 * chi_max * np.tan(0.5 * theta_rad)
-    depth = (chi_max - chi_min) / n_slabs
-    return [
-        Slab(i, float(edges[i]), float(edges[i + 1]), float(z_edges[i]), float(z_edges[i + 1]),
-             float(z_centres[i]), float(depth), float(width))
-        for i in range(n_slabs)
-    ]
-
-
-def lightcone_slab_mesh(slabs: Sequence[Slab], cell_mpc_h: float) -> tuple[int, int, int]:
-    """Smallest (n_w, n_w, n_d) mesh of ``cell_mpc_h`` cells whose box covers every slab given."""
-    n_w = max(int(np.ceil(s.width_mpc_h / cell_mpc_h - 1e-9)) for s in slabs)
-    n_d = max(int(np.ceil(s.depth_mpc_h / cell_mpc_h - 1e-9)) for s in slabs)
-    return (n_w, n_w, n_d)
-
-
-def simulate_lightcone_slabs(
-    cosmo: Cosmology,
-    k_h_mpc: np.ndarray,
-    pk_linear_z0: np.ndarray,
-    slabs: Sequence[Slab],
-    *,
-    cell_mpc_h: float,
-    seed: int,
-    a_init: float = 0.1,
-    n_steps: int = 40,
-    keep_particles: bool = True,
-    force_mesh_factor: int = 1,
-    mesh_shape: Sequence[int] | None = None,
-) -> list[PMRun]:
-    """Evolve each slab as an independent periodic box to the redshift of its centre.
-
-    Each slab's box is (n_w, n_w, n_d) cells of ``cell_mpc_h`` with n_w = ceil(width / cell),
-    n_d = ceil(depth / cell) (the line of sight is the third axis), so it covers the slab; its
-    seed is ``derive_seed(seed, slab.index)``. A given ``mesh_shape`` (at least that large,
-    :func:`lightcone_slab_mesh`) is used for every slab instead: simulations of different
-    Omega_m then share one compiled PM step; the painters keep only the cells inside the slab.
-
-    Returns:
-        one :class:`PMRun` per slab, each with a single snapshot at a = 1 / (1 + z_centre).
-    """
-    if cell_mpc_h <= 0:
-        raise ValueError(f"cell_mpc_h must be positive, got {cell_mpc_h}")
-    if mesh_shape is not None:
-        needed = lightcone_slab_mesh(slabs, cell_mpc_h)
-        if any(m < n for m, n in zip(mesh_shape, needed)):
-            raise ValueError(f"mesh_shape {tuple(mesh_shape)} does not cover the slabs, which need {needed} cells")
-    runs = []
-    for slab in slabs:
-        shape = tuple(int(m) for m in mesh_shape) if mesh_shape is not None else lightcone_slab_mesh([slab], cell_mpc_h)
-        slab_seed = derive_seed(seed, slab.index)
-        logger.info("lightcone slab %d/%d: mesh %s, z_centre %.4f", slab.index + 1, len(slabs), shape, slab.z_centre)
-        runs.append(
-            run_pm(
-                cosmo, k_h_mpc, pk_linear_z0, mesh_shape=shape,
-                box_mpc_h=tuple(n * cell_mpc_h for n in shape), seed=slab_seed,
-                snapshot_a=(1.0 / (1.0 + slab.z_centre),), a_init=a_init, n_steps=n_steps,
-                keep_particles=keep_particles, force_mesh_factor=force_mesh_factor,
-                context=f"seed={seed} slab={slab.index} (slab seed {slab_seed}), {cosmo}",
-            )
-        )
-    return runs
 
 
 def density_power_spectrum(density: np.ndarray, box_mpc_h: float, deconvolve_cic: bool = True, **binning):

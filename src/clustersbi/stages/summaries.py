@@ -1,7 +1,8 @@
-"""The scaling-relation observable and its summaries, per chunk, and the gathered training sets.
+"""The summaries stage (analysis scaling): the M-L_X observable and its summaries per chunk, and
+the gathered training sets.
 
 Contract (rule ``summaries``, analysis ``scaling``):
-  in:  the chunk's halo file (:mod:`clustersbi.halos`) and the chunk design.
+  in:  the chunk's halo file (:mod:`clustersbi.stages.simulate`) and the chunk design.
   out: ``results/catalogs/chunk_{chunk}.h5``: per mock ``mock_{index:07d}``, the selected
        clusters (x, y, z [Mpc/h], mass_msun_h, l_x_erg_s [h^-2 erg/s, ROSAT 0.1-2.4 keV]);
        ``results/summaries/chunk_{chunk}.h5``: per mock the summaries ``abundance`` (n_thr,),
@@ -13,7 +14,7 @@ M-L_X parameters of its inner design point j (mls-pinocchio-cnn-field-level, sec
 its index is ``i * n_inner + j`` and its luminosity scatter is seeded by
 ``derive_seed(seed, SCALING_SCATTER, i, j)``.
 
-Contract (rule ``gather``): every chunk's summaries of one kind into
+Contract (rule ``gather_summaries``): every chunk's summaries of one kind into
 ``results/training/{summary}.h5`` (:func:`clustersbi.compress.write_training_set` layout:
 theta, x, split, param_names).
 """
@@ -28,12 +29,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .design import SeedStream, chunk_inner_rows, derive_seed
-from .fields import overdensity_variants
-from .halos import read_halo_file
-from .io import atomic_path, h5_read_attrs, h5_write_attrs
-from .power import power_spectrum
-from .scaling import abundance_thresholds, assign_luminosity, cluster_abundance, select_clusters
+from ..compress.data import TrainingSet, write_training_set
+from ..design import ChunkDesign, SeedStream, derive_seed
+from ..fields import overdensity_variants
+from ..io import atomic_path, h5_read_attrs, h5_write_attrs
+from ..power import power_spectrum
+from ..products import read_halo_file
+from ..scaling import abundance_thresholds, assign_luminosity, cluster_abundance, select_clusters
 
 __all__ = [
     "SUMMARY_KINDS",
@@ -125,36 +127,36 @@ def mock_summaries(
 
 def summarise_chunk(
     halo_file: str | Path,
-    design: Mapping[str, Any],
+    design_params: Mapping[str, Any],
     global_seed: int,
     scaling: Mapping[str, Any],
     summaries: Mapping[str, Any],
     catalogue_file: str | Path,
     summary_file: str | Path,
 ) -> None:
-    """Every mock of a chunk: cluster catalogues and summaries, written atomically."""
+    """Rule ``summaries``: every mock of a chunk, cluster catalogues and summaries, written atomically."""
     import h5py
     from tqdm import tqdm
 
     halos_by_index = read_halo_file(halo_file)
-    inner_names = design["inner_names"]
-    inner_rows = design["inner"] or chunk_inner_rows(design)
-    n_inner = len(inner_rows[0]) if inner_rows else 1
-    outer_names = design["outer_names"]
+    design = ChunkDesign.from_params(design_params)
     with contextlib.ExitStack() as stack:
         cat_out = stack.enter_context(h5py.File(stack.enter_context(atomic_path(catalogue_file)), "w"))
         sum_out = stack.enter_context(h5py.File(stack.enter_context(atomic_path(summary_file)), "w"))
         k_h_mpc = None
-        for pos, index in enumerate(tqdm(design["indices"], desc=f"summaries chunk {design['chunk']}")):
+        for record in tqdm(design, desc=f"summaries chunk {design.chunk}"):
+            index = record.index
+            if index not in halos_by_index:
+                raise ValueError(f"{halo_file}: no simulation {index} of chunk {design.chunk}")
             halos, attrs = halos_by_index[index]
-            for j in range(n_inner):
-                inner_row = inner_rows[pos][j] if inner_rows else []
-                mlx = mock_mlx_parameters(inner_names, inner_row, scaling["fiducial"])
-                mock = index * n_inner + j
+            record.check_stored(attrs, str(halo_file))
+            for j, inner_row in enumerate(record.inner or [()]):
+                mlx = mock_mlx_parameters(record.inner_names, inner_row, scaling["fiducial"])
+                mock = index * design.n_inner + j
                 seed = derive_seed(global_seed, SeedStream.SCALING_SCATTER, index, j)
-                theta = list(design["outer"][pos]) + list(inner_row)
-                meta = {"index": mock, "simulation": index, "inner": j, "split": design["splits"][pos],
-                        "seed": seed, "theta": theta, "param_names": outer_names + inner_names}
+                meta = {"index": mock, "simulation": index, "inner": j, "split": record.split, "seed": seed,
+                        "theta": list(record.values) + list(inner_row),
+                        "param_names": list(record.names) + list(record.inner_names)}
                 try:
                     result = mock_summaries(halos, float(attrs["box_mpc_h"]), mlx, seed, scaling, summaries,
                                             context=f"mock {mock} (simulation {index}, inner {j}, {mlx})")
@@ -217,14 +219,12 @@ def gather_summaries(summary_files: Sequence[str | Path], kind: str) -> dict[str
 
 
 def gather_training_set(summary_files: Sequence[str | Path], name: str, path: str | Path) -> None:
-    """Write the training set ``name`` (a kind, or kinds joined by '+' for combined inputs).
+    """Rule ``gather_summaries``: write the training set ``name`` (a kind, or kinds joined by '+' for combined inputs).
 
     A single kind gives ``x`` as one array; ``abundance+power_spectrum`` gives a group ``x``
     with one array per kind (the compressor's combined feature extractors).
     """
     import h5py
-
-    from .compress.data import TrainingSet, write_training_set
 
     kinds = name.split("+")
     gathered = {kind: gather_summaries(summary_files, kind) for kind in kinds}

@@ -1,4 +1,4 @@
-"""Neural posterior estimation (NPE) on compressed summaries, calibration checks and metrics.
+"""Neural posterior estimation (NPE) on compressed summaries: training, saving, sampling.
 
 Contract of the infer stage:
 
@@ -18,11 +18,7 @@ likelihood on the train split with early stopping on the *given* validation spli
 own trainer draws a random validation fraction instead), Adam, gradient clipping; batches and
 initialisation come from explicit seeds.
 
-Metrics (mls eqs. 11-13) use the posterior mean as the prediction: mean absolute relative
-error, normalised mean bias, R^2; posterior 68% widths are (q84 - q16) / 2 of the marginals.
-Figure of merit of (Omega_m, sigma_8): the cerardi paper's Table 3 writes
-``FoM = Cov(Omega_m, sigma_8)^-1``; we use the usual scalar reading, ``1 / sqrt(det Cov)``,
-of the 2x2 posterior covariance (the paper's normalisation cannot be recovered from its table).
+Calibration checks and metrics are :mod:`clustersbi.calibration`.
 """
 
 from __future__ import annotations
@@ -49,13 +45,6 @@ __all__ = [
     "save_npe",
     "load_npe",
     "sample_posteriors",
-    "posterior_summary",
-    "regression_metrics",
-    "figure_of_merit",
-    "sbc_ranks",
-    "run_calibration",
-    "evaluate_test_set",
-    "summarize_observation",
 ]
 
 log = logging.getLogger(__name__)
@@ -313,183 +302,3 @@ def sample_posteriors(
             if i:
                 log.info("sampled posteriors %d/%d", min(i + batch_size, y_arr.shape[0]), y_arr.shape[0])
     return np.concatenate(out, axis=0).astype(np.float64)
-
-
-def posterior_summary(samples: np.ndarray) -> dict[str, np.ndarray]:
-    """Marginal summaries of samples (..., S, n_params): mean, std, median, q16, q84, sigma68.
-
-    ``sigma68`` = (q84 - q16) / 2, the half-width of the central 68% interval.
-    """
-    q16, q50, q84 = np.quantile(samples, [0.16, 0.5, 0.84], axis=-2)
-    return {
-        "mean": samples.mean(axis=-2),
-        "std": samples.std(axis=-2, ddof=1),
-        "median": q50,
-        "q16": q16,
-        "q84": q84,
-        "sigma68": 0.5 * (q84 - q16),
-    }
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-def regression_metrics(pred: np.ndarray, true: np.ndarray, param_names: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Per-parameter regression metrics of the mls paper.
-
-    - ``mare``: mean absolute relative error, mean |(y_pred - y_true) / y_true| (eq. 11);
-    - ``nmb``: normalised mean bias, mean(y_pred - y_true) / mean(y_true) (eq. 12);
-    - ``r2``: 1 - sum (y_true - y_pred)^2 / sum (y_true - mean y_true)^2 (eq. 13).
-
-    Args:
-        pred, true: (N, n_params). Relative errors are undefined for y_true = 0 (e.g. a
-            log-parameter at 0): such rows are skipped in ``mare`` and counted in
-            ``n_skipped_zero_truth``.
-    """
-    pred, true = np.asarray(pred, float), np.asarray(true, float)
-    if pred.shape != true.shape or pred.ndim != 2 or pred.shape[1] != len(param_names):
-        raise ValueError(f"pred {pred.shape} and true {true.shape} must both be (N, {len(param_names)})")
-    out = {}
-    for j, name in enumerate(param_names):
-        p, t = pred[:, j], true[:, j]
-        nz = t != 0
-        mare = float(np.mean(np.abs((p[nz] - t[nz]) / t[nz]))) if nz.any() else float("nan")
-        mean_t = float(t.mean())
-        nmb = float(np.mean(p - t) / mean_t) if mean_t != 0 else float("nan")
-        ss_tot = float(np.sum((t - mean_t) ** 2))
-        r2 = 1.0 - float(np.sum((t - p) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
-        out[name] = {"r2": r2, "mare": mare, "nmb": nmb, "n_skipped_zero_truth": int((~nz).sum())}
-    return out
-
-
-def figure_of_merit(samples: np.ndarray, i: int, j: int) -> float:
-    """FoM = 1 / sqrt(det C) of the 2x2 covariance of parameters (i, j) of samples (S, n_params)."""
-    c = np.cov(np.asarray(samples)[:, [i, j]], rowvar=False)
-    det = float(np.linalg.det(c))
-    return 1.0 / math.sqrt(det) if det > 0 else float("inf")
-
-
-def sbc_ranks(samples: np.ndarray, theta_true: np.ndarray) -> np.ndarray:
-    """Marginal ranks (cerardi eq. A.1, in samples): #(posterior samples < truth).
-
-    Args:
-        samples: (B, S, n_params); theta_true: (B, n_params).
-
-    Returns:
-        (B, n_params) integer ranks in [0, S]; uniform for a calibrated posterior.
-    """
-    return (np.asarray(samples) < np.asarray(theta_true)[:, None, :]).sum(axis=1)
-
-
-def run_calibration(
-    posterior,
-    theta_test: np.ndarray,
-    y_test: np.ndarray,
-    *,
-    n_samples: int = 500,
-    seed: int = 0,
-    param_names: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """SBC (Talts et al. 2018) and TARP (Lemos et al. 2023) with ``sbi.diagnostics``.
-
-    Args:
-        posterior: an ``sbi`` posterior; theta_test (B, n_params), y_test (B, d_y).
-        n_samples: posterior samples per test simulation.
-
-    Returns:
-        dict with ``sbc_ranks`` (B, n_params) ints, ``sbc_ks_pvals`` and ``sbc_c2st_ranks``
-        per parameter, ``sbc_c2st_dap``, ``tarp_ecp`` and ``tarp_alpha`` (coverage curve),
-        ``tarp_atc`` (area to curve, ~0 when calibrated, > 0 over-dispersed, < 0 under) and
-        ``tarp_ks_pval``, plus ``n_samples``. Lists, ready for JSON.
-    """
-    from sbi.diagnostics import check_sbc, check_tarp, run_sbc, run_tarp
-
-    dev = torch.device(posterior._device) if hasattr(posterior, "_device") else torch.device("cpu")
-    th, y = _as_tensor(theta_test, dev), _as_tensor(y_test, dev)
-    names = list(param_names) if param_names is not None else [f"theta_{i}" for i in range(th.shape[1])]
-    fork = [dev] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork):
-        torch.manual_seed(int(seed))
-        ranks, dap = run_sbc(th, y, posterior, num_posterior_samples=n_samples, show_progress_bar=False)
-        prior_samples = posterior.prior.sample((th.shape[0],))
-        checks = check_sbc(ranks.cpu(), prior_samples.cpu(), dap.cpu(), num_posterior_samples=n_samples)
-        # sbi's default is n_test // 10 bins, zero for fewer than 10 test simulations
-        n_bins = max(2, min(30, th.shape[0] // 10))
-        ecp, alpha = run_tarp(
-            th, y, posterior, num_posterior_samples=n_samples, num_bins=n_bins, show_progress_bar=False
-        )
-        atc, ks = check_tarp(ecp.cpu(), alpha.cpu())
-    return {
-        "n_samples": int(n_samples),
-        "n_test": int(th.shape[0]),
-        "sbc_ranks": ranks.cpu().numpy().astype(int).tolist(),
-        "sbc_ks_pvals": dict(zip(names, map(float, checks["ks_pvals"]))),
-        "sbc_c2st_ranks": dict(zip(names, map(float, checks["c2st_ranks"]))),
-        "sbc_c2st_dap": float(np.asarray(checks["c2st_dap"]).mean()),
-        "tarp_ecp": ecp.cpu().numpy().tolist(),
-        "tarp_alpha": alpha.cpu().numpy().tolist(),
-        "tarp_atc": float(atc),
-        "tarp_ks_pval": float(ks),
-    }
-
-
-def evaluate_test_set(
-    samples: np.ndarray,
-    theta_true: np.ndarray,
-    param_names: Sequence[str],
-    fom_params: tuple[str, str] | None = ("Omega_m", "sigma_8"),
-) -> dict[str, Any]:
-    """Metrics of the posteriors of B test simulations.
-
-    Args:
-        samples: (B, S, n_params) posterior samples; theta_true (B, n_params).
-        fom_params: the pair whose FoM is reported (skipped when a name is absent).
-
-    Returns:
-        {"per_parameter": {name: {r2, mare, nmb, sigma68_mean, sigma68_rel_mean, std_mean,
-        z_rms}}, "fom_median": float | None}: the regression metrics use the posterior mean;
-        ``z_rms`` is the rms of (mean - truth) / std (~1 when widths are right).
-    """
-    summ = posterior_summary(samples)
-    metrics = regression_metrics(summ["mean"], theta_true, param_names)
-    for j, name in enumerate(param_names):
-        t = np.asarray(theta_true)[:, j]
-        nz = t != 0
-        metrics[name]["sigma68_mean"] = float(summ["sigma68"][:, j].mean())
-        metrics[name]["sigma68_rel_mean"] = float(np.mean(summ["sigma68"][nz, j] / np.abs(t[nz]))) if nz.any() else float("nan")
-        metrics[name]["std_mean"] = float(summ["std"][:, j].mean())
-        z = (summ["mean"][:, j] - t) / summ["std"][:, j]
-        metrics[name]["z_rms"] = float(np.sqrt(np.mean(z**2)))
-    fom = None
-    if fom_params is not None and all(p in param_names for p in fom_params):
-        i, j = (list(param_names).index(p) for p in fom_params)
-        fom = float(np.median([figure_of_merit(s, i, j) for s in samples]))
-    return {"per_parameter": metrics, "fom_median": fom, "fom_params": list(fom_params) if fom is not None else None}
-
-
-def summarize_observation(
-    samples: np.ndarray,
-    param_names: Sequence[str],
-    theta_true: np.ndarray | None = None,
-    fom_params: tuple[str, str] | None = ("Omega_m", "sigma_8"),
-) -> dict[str, Any]:
-    """Per-parameter summary of one observation's posterior samples (S, n_params).
-
-    Returns {"per_parameter": {name: {mean, std, median, q16, q84, sigma68, sigma68_rel[,
-    truth, rank]}}, "fom": float | None} (cerardi Table 3 columns: sigma68 and sigma68 / mean).
-    """
-    s = np.asarray(samples)
-    summ = posterior_summary(s[None])
-    out: dict[str, Any] = {"per_parameter": {}, "fom": None}
-    for j, name in enumerate(param_names):
-        d = {k: float(v[0, j]) for k, v in summ.items()}
-        d["sigma68_rel"] = d["sigma68"] / abs(d["mean"]) if d["mean"] != 0 else float("nan")
-        if theta_true is not None:
-            d["truth"] = float(np.asarray(theta_true)[j])
-            d["rank_fraction"] = float(np.mean(s[:, j] < d["truth"]))
-        out["per_parameter"][name] = d
-    if fom_params is not None and all(p in param_names for p in fom_params):
-        i, j = (list(param_names).index(p) for p in fom_params)
-        out["fom"] = figure_of_merit(s, i, j)
-        out["fom_params"] = list(fom_params)
-    return out

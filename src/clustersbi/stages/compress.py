@@ -1,0 +1,103 @@
+"""The compress stage: a neural compressor per training set, and the compressed summaries.
+
+Contract (rules of ``compress.smk``), for a training set ``{summary}``
+(``results/training/{summary}.h5``: theta (N, P) in physical units, x, split):
+
+- ``train_compressor``: out ``results/models/compressor/{summary}/``: ``model.pt`` (best
+  checkpoint: state_dict + config), ``last.pt`` (resume point), ``normalization.json``,
+  ``config.json``, ``history.csv`` (:func:`clustersbi.compress.train.train_compressor`).
+- ``compress``: out ``results/compressed/{summary}.h5``: the training-set layout with x = the
+  compressor's estimate of theta (N, P) and theta, both in inference coordinates (ln x for
+  log-uniform priors, :meth:`clustersbi.design.Prior.to_inference`; names prefixed ``ln_``).
+- ``tune_compressor`` (optional): ``results/tuning/{summary}/tuning.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..compress.data import TrainingSet, load_training_set, write_training_set
+from ..compress.train import compress, config_from_dict, load_compressor, train_compressor, tune_compressor
+from ..design import inference_names, priors_by_name, to_inference_coordinates
+
+__all__ = ["compressor_config", "train_compressor_stage", "compress_stage", "tune_compressor_stage"]
+
+logger = logging.getLogger(__name__)
+
+
+def compressor_config(summary: str, compress: Mapping[str, Any]):
+    """The :class:`CompressorConfig` for a training set named ``a`` or ``a+b+...``.
+
+    One input: the architecture is that input's extractor (``mlp`` inputs feed the
+    regression head directly). Several inputs: feature extractors concatenated into the
+    head (architecture ``combined``; the papers' CA+PS, CA+CNN, ...).
+    """
+    kinds = summary.split("+")
+    inputs = {}
+    for kind in kinds:
+        if kind not in compress["inputs"]:
+            raise ValueError(f"compress.inputs has no entry for summary kind {kind!r}")
+        inputs[kind] = {k: v for k, v in compress["inputs"][kind].items() if v is not None}
+    if len(kinds) == 1:
+        architecture = inputs[kinds[0]]["extractor"]
+        # an mlp compressor is the regression head itself (identity feature extractor)
+        inputs[kinds[0]]["extractor"] = "identity" if architecture == "mlp" else architecture
+        # a training set with one summary stores it as the array "x" (TrainingSet.summaries)
+        inputs = {"x": inputs[kinds[0]]}
+    else:
+        architecture = "combined"
+    settings = {k: v for k, v in compress.items() if k not in ("inputs", "tune")}
+    return config_from_dict({**settings, "architecture": architecture, "inputs": inputs})
+
+
+def train_compressor_stage(training_file, summary: str, compress: Mapping[str, Any], model_file) -> None:
+    """Rule ``train_compressor``: train (or resume training) the compressor of one training set.
+
+    ``model_file``: the rule's ``model.pt``; the other outputs (module contract) are written
+    beside it.
+    """
+    ts = load_training_set(training_file)
+    for split in ("train", "val"):
+        if not ts.mask(split).any():
+            raise ValueError(f"{training_file}: no '{split}' rows; grow design.n_simulations or change design.splits")
+    result = train_compressor(ts, compressor_config(summary, compress), Path(model_file).parent)
+    logger.info("compressor %s: best val loss %.4g at epoch %d", summary, result.best_val_loss, result.best_epoch)
+
+
+def compress_stage(training_file, model_file, priors: Mapping[str, Sequence[Mapping]], out_file) -> None:
+    """Rule ``compress``: compress every row of a training set; theta goes to inference coordinates.
+
+    The compressed summary is the compressor's estimate of theta (physical units, the
+    space it was trained in), then mapped like theta, so a log-uniform parameter's summary
+    is its estimated logarithm.
+    """
+    ts = load_training_set(training_file)
+    comp = load_compressor(Path(model_file).parent, device="auto")
+    estimate, _ = compress(comp, ts.x)
+    by_name = priors_by_name(priors)
+    theta, _, _ = to_inference_coordinates(ts.theta, ts.param_names, by_name)
+    # estimates may stray outside the prior (e.g. a negative estimate of a positive
+    # parameter); clip before the log so the summary stays finite.
+    safe = np.column_stack([
+        np.clip(estimate[:, j], by_name[n].low * 0.5, None) if by_name[n].distribution == "loguniform" else estimate[:, j]
+        for j, n in enumerate(ts.param_names)
+    ])
+    y, _, _ = to_inference_coordinates(safe, ts.param_names, by_name)
+    write_training_set(out_file, TrainingSet(theta, y, ts.split, inference_names(ts.param_names, by_name)))
+
+
+def tune_compressor_stage(training_file, summary: str, compress: Mapping[str, Any], tuning_file) -> None:
+    """Optuna search over the mls paper's Table 1 space for one training set's compressor.
+
+    Writes ``tuning_file`` (``tuning.json``: every trial and the best configuration), the trials'
+    checkpoints beside it; copy the values you adopt into the config's ``compress`` section.
+    """
+    tune = compress["tune"]
+    tune_compressor(
+        load_training_set(training_file), compressor_config(summary, compress), Path(tuning_file).parent,
+        n_trials=int(tune["n_trials"]), n_startup_trials=int(tune["n_startup_trials"]), seed=int(compress["seed"]),
+    )

@@ -1,0 +1,111 @@
+"""The infer stage: neural posterior estimation on the compressed summaries, posteriors and calibration.
+
+Contract (rules of ``infer.smk``), for a compressed training set
+``results/compressed/{summary}.h5`` (:mod:`clustersbi.stages.compress`):
+
+- ``train_npe``: out ``results/models/npe/{summary}.pt`` (:func:`clustersbi.npe.save_npe`)
+  and its training history CSV.
+- ``evaluate_npe``: out ``results/inference/{summary}/``: ``samples.h5`` (test samples
+  (B, S, P), truths, observation samples), ``calibration.json`` (SBC ranks and KS p-values,
+  TARP), ``metrics.json`` and ``metrics.csv`` (per parameter: R^2, MARE, NMB, 68% widths;
+  FoM of Omega_m-sigma_8).
+
+Inference coordinates: the NPE works where the prior is a box, i.e. ln(x) for parameters
+with a log-uniform prior; posterior samples are in those coordinates, names prefixed ``ln_``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..calibration import evaluate_test_set, run_calibration, summarize_observation
+from ..compress.data import TrainingSet, load_training_set
+from ..design import prior_box, priors_by_name
+from ..io import atomic_path, write_json
+from ..npe import load_npe, npe_config_from_dict, sample_posteriors, save_npe, train_npe
+
+__all__ = ["train_npe_stage", "observation_summary", "evaluate_npe_stage"]
+
+logger = logging.getLogger(__name__)
+
+
+def train_npe_stage(compressed_file, priors, infer: Mapping[str, Any], out_file, history_file) -> None:
+    """Rule ``train_npe``: fit the NPE on the train split, early-stopping on the val split."""
+    import pandas as pd
+
+    ts = load_training_set(compressed_file)
+    original = [n[3:] if n.startswith("ln_") else n for n in ts.param_names]
+    low, high = prior_box(original, priors_by_name(priors))
+    config = npe_config_from_dict({k: v for k, v in infer.items() if k != "observation"})
+    tr, va = ts.subset("train"), ts.subset("val")
+    result = train_npe(tr.theta, tr.x, va.theta, va.x, low, high, config, device="auto")
+    save_npe(out_file, result)
+    with atomic_path(history_file) as tmp:
+        pd.DataFrame(result.history).to_csv(tmp, index=False)
+
+
+def observation_summary(ts: TrainingSet, observation: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """The observation's compressed summary, its true theta if known, and a description.
+
+    ``observation.kind``: ``holdout`` (the holdout mock ``observation.index``, or the first
+    holdout mock), or ``file`` (a compressed-summary HDF5 with dataset ``x`` of shape (P,)).
+    """
+    kind = observation["kind"]
+    if kind == "holdout":
+        rows = np.flatnonzero(ts.mask("holdout"))
+        if rows.size == 0:
+            raise ValueError("observation.kind holdout: the design has no holdout simulation")
+        pos = int(observation.get("index") or 0)
+        if pos >= rows.size:
+            raise ValueError(f"observation.index {pos}: only {rows.size} holdout mocks")
+        return ts.x[rows[pos]], ts.theta[rows[pos]], f"holdout mock (row {rows[pos]})"
+    if kind == "file":
+        import h5py
+
+        with h5py.File(observation["file"], "r") as f:
+            return np.asarray(f["x"][()], dtype=float).reshape(-1), None, f"file {observation['file']}"
+    raise ValueError(f"observation.kind must be holdout or file, got {kind!r}")
+
+
+def evaluate_npe_stage(compressed_file, npe_file, infer: Mapping[str, Any], outputs: Mapping[str, Any]) -> None:
+    """Rule ``evaluate_npe``: posteriors of the test split and of the observation; calibration, metrics.
+
+    ``outputs``: paths by role, ``samples``, ``calibration``, ``metrics``, ``table`` (module contract).
+    """
+    import h5py
+    import pandas as pd
+
+    ts = load_training_set(compressed_file)
+    names = ts.param_names
+    npe = load_npe(npe_file, device="auto")
+    test = ts.subset("test")
+    if len(test.theta) == 0:
+        raise ValueError(f"{compressed_file}: no test rows for calibration")
+    seed = int(infer["seed"])
+    samples = sample_posteriors(npe.posterior, test.x, int(infer["n_posterior_samples"]), seed=seed)
+    fom = ("Omega_m", "sigma_8") if {"Omega_m", "sigma_8"} <= set(names) else None
+    metrics = evaluate_test_set(samples, test.theta, names, fom_params=fom)
+    calibration = run_calibration(npe.posterior, test.theta, test.x, n_samples=int(infer["n_calibration_samples"]),
+                                  seed=seed + 1, param_names=names)
+    y_obs, theta_obs, description = observation_summary(ts, infer["observation"])
+    obs_samples = sample_posteriors(npe.posterior, y_obs, int(infer["n_posterior_samples"]), seed=seed + 2)[0]
+    metrics["observation"] = summarize_observation(obs_samples, names, theta_true=theta_obs)
+    metrics["observation"]["description"] = description
+    with atomic_path(outputs["samples"]) as tmp, h5py.File(tmp, "w") as f:
+        f["test_samples"] = samples.astype(np.float32)
+        f["test_theta"] = test.theta
+        f["test_compressed"] = test.x
+        f["observation_samples"] = obs_samples.astype(np.float32)
+        if theta_obs is not None:
+            f["observation_theta"] = theta_obs
+        f.attrs["param_names"] = list(names)
+        f.attrs["observation"] = description
+    write_json(outputs["calibration"], calibration)
+    write_json(outputs["metrics"], metrics)
+    with atomic_path(outputs["table"]) as tmp:
+        pd.DataFrame(metrics["per_parameter"]).T.rename_axis("parameter").to_csv(tmp)
+
+

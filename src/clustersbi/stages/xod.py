@@ -1,0 +1,103 @@
+"""The xod stage (analysis ldl): per simulation, the (log CR, HR, z) histogram of the detections of
+its lightcones; the gathered training set; an observed survey binned the same way.
+
+Contracts (HDF5, written atomically):
+
+- rule ``xod``: in the chunk's catalogues (:mod:`clustersbi.stages.xray`); out
+  ``results/xod/chunk_{chunk}.h5``: per ``sim_{index:06d}`` (the simulation record as
+  attributes, plus ``n_lightcones``, ``n_detections``) the 3D XOD ``xod`` (n_cr, n_hr, n_z)
+  summed over the simulation's lightcones and the inference statistic ``x`` (the XOD or its
+  configured marginal, :func:`clustersbi.xod.xod_marginal`); root attributes: the bin edges
+  (:meth:`clustersbi.xod.XodBins.to_attrs`) and ``marginal``.
+- rule ``gather_xod``: ``results/training/xod.h5`` in the layout of
+  :func:`clustersbi.compress.data.write_training_set` (theta (N, P) the design parameters,
+  x (N, ...), split (N,), attribute param_names), rows ordered by simulation index; the bin
+  edges, marginal and ``index`` are extra attributes.
+- rule ``observed_xod``: a user catalogue CSV (columns CR [cts/s, 0.5-2 keV], HR, z) ->
+  ``results/observation/xod.h5`` with ``x`` (1, ...) (a batch of one, binned exactly as the
+  training set) and the full ``xod``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import h5py
+import numpy as np
+
+from ..compress.data import TrainingSet, write_training_set
+from ..design import SimulationRecord
+from ..io import ChunkFile, atomic_path, h5_write_attrs
+from ..products import read_catalogues
+from ..xod import XodBins, load_catalogue_csv, xod_histogram, xod_marginal
+
+__all__ = ["xod_chunk", "gather_xod", "observed_xod"]
+
+logger = logging.getLogger(__name__)
+
+
+def _bins_attrs(bins: XodBins, marginal: str) -> dict[str, Any]:
+    return {**bins.to_attrs(), "marginal": marginal}
+
+
+def xod_chunk(catalog_file: str | Path, xod_cfg: Mapping[str, Any], out_file: str | Path, n_lightcones: int) -> None:
+    """Rule ``xod``: per simulation, the XOD of its lightcones' detections and its inference statistic.
+
+    Args:
+        catalog_file: the chunk's catalogues (:func:`clustersbi.stages.xray.detect_chunk`).
+        xod_cfg: ``{"bins": config xod.bins, "marginal": config xod.marginal}``.
+        out_file: output HDF5 path (module contract).
+        n_lightcones: every simulation must have exactly this many lightcones.
+    """
+    bins = XodBins.from_spec(xod_cfg["bins"])
+    marginal = xod_cfg["marginal"]
+    with ChunkFile.create(out_file) as out:
+        out.write_attrs(_bins_attrs(bins, marginal))
+        for index, (attrs, cats) in sorted(read_catalogues(catalog_file).items()):
+            if len(cats) != n_lightcones:
+                raise ValueError(f"{catalog_file}: simulation {index} has {len(cats)} lightcones, expected {n_lightcones}")
+            xod = xod_histogram(cats, bins)
+            n_det = int(sum(len(c) for c in cats))
+            g = out.add_simulation(SimulationRecord.from_attrs(attrs), n_lightcones=len(cats), n_detections=n_det)
+            g["xod"] = xod
+            g["x"] = xod_marginal(xod, marginal)
+            logger.info("simulation %d: %d of %d detections in the XOD", index, int(xod.sum()), n_det)
+
+
+def gather_xod(xod_files: Sequence[str | Path], out_file: str | Path) -> None:
+    """Rule ``gather_xod``: all chunks' XOD statistics into one training set (module contract), ordered by index."""
+    rows, bins_attrs = [], None
+    for path in xod_files:
+        with ChunkFile.open(path) as f:
+            attrs = f.attrs
+            if bins_attrs is None:
+                bins_attrs = attrs
+            elif not all(np.array_equal(np.asarray(attrs[k]), np.asarray(bins_attrs[k])) for k in bins_attrs):
+                raise ValueError(f"{path}: XOD bins or marginal differ from the other chunks'")
+            for meta, group in f.simulations():
+                rows.append((int(meta["index"]), meta["theta"], group["x"][()], meta["split"], meta["param_names"]))
+    if not rows:
+        raise ValueError(f"no simulations in {len(xod_files)} XOD files")
+    rows.sort(key=lambda r: r[0])
+    ts = TrainingSet(np.array([r[1] for r in rows], float), np.stack([r[2] for r in rows]),
+                     np.array([r[3] for r in rows]), list(rows[0][4]))
+    with atomic_path(out_file) as tmp:
+        write_training_set(tmp, ts)
+        with h5py.File(tmp, "a") as f:
+            h5_write_attrs(f, {**bins_attrs, "index": [r[0] for r in rows]})
+
+
+def observed_xod(catalogue_csv: str | Path, xod_cfg: Mapping[str, Any], out_file: str | Path) -> None:
+    """Rule ``observed_xod``: the XOD of a user catalogue (CSV with CR [cts/s, 0.5-2 keV], HR, z), binned as the
+    training set, written as an observation (module contract)."""
+    bins = XodBins.from_spec(xod_cfg["bins"])
+    cat = load_catalogue_csv(catalogue_csv)
+    xod = xod_histogram(cat, bins)
+    with atomic_path(out_file) as tmp, h5py.File(tmp, "w") as f:
+        f["x"] = xod_marginal(xod, xod_cfg["marginal"])[None]
+        f["xod"] = xod
+        h5_write_attrs(f, {**_bins_attrs(bins, xod_cfg["marginal"]), "source": str(Path(catalogue_csv).name),
+                           "n_sources": len(cat), "n_in_range": int(xod.sum())})
+    logger.info("observed catalogue %s: %d sources, %d in the XOD range", catalogue_csv, len(cat), int(xod.sum()))

@@ -1,0 +1,256 @@
+"""The xray stage of the LDL analysis per chunk: emission table, count-rate maps and detection
+(Cerardi et al., section 2.3).
+
+Contracts (HDF5 chunk files, :class:`clustersbi.io.ChunkFile`; every output written atomically):
+
+- rule ``emission_table``: ``results/xray/emission_table.h5``, computed once per config: the
+  :class:`~clustersbi.xray.EmissionTable` r_b(T, z) [cts s^-1 cm^5] (datasets kt_kev, z,
+  bands_kev, rate; attributes backend, response, ...) plus the resolved ``xray`` config.
+- rule ``xray_maps``: in ``results/gas/chunk_{chunk}.h5`` (:mod:`clustersbi.stages.ldl`:
+  groups ``sim_{index:06d}/lc_{l:02d}/slab_{s:02d}`` with ``ne_cm3`` comoving [cm^-3] and
+  ``t_k`` [K] on the slab mesh (n_w, n_w, n_d), line of sight along the last axis, the slab
+  geometry as attributes). Out ``results/xray/maps/chunk_{chunk}.h5``: per
+  ``sim_{index:06d}/lc_{l:02d}`` ``rate_cts_s`` (n_slabs, n_b, n_pix, n_pix) float32 per-slab
+  count-rate maps [cts/s per pixel], ``z_rate_sum`` (n_slabs, n_pix, n_pix) (all-band rate x
+  z, for emission-weighted redshifts), ``summed_cts_s`` (n_b, n_pix, n_pix) the whole
+  lightcone, ``z_lo``, ``z_hi`` (n_slabs,), ``total_cells_cts_s`` (n_slabs, n_b) the sum over
+  every cell before projection; the ``sim_`` group carries the simulation record, omega_m, h.
+- rule ``detect``: ``results/xray/catalogs/chunk_{chunk}.h5``: per ``sim_/lc_`` group the
+  catalogue of :func:`clustersbi.detect.detect_lightcone` (one dataset per column: slab,
+  x_pix, y_pix, ra_deg, dec_deg, npix, CR [cts/s, all bands], HR, z, CR per band); read back
+  with :func:`clustersbi.products.read_catalogues`.
+
+Geometry. A slab's box may be deeper than the slab (its mesh has a whole number of cells);
+only the cells whose centres lie within the slab's comoving depth are painted, over
+[chi_lo, chi_lo + n_keep * cell], so no volume is counted twice along the line of sight.
+Cell k of a slab spans [chi_lo + k H, chi_lo + (k + 1) H) (cell convention "centre" of
+:mod:`clustersbi.mesh`, as the painted gas).
+
+Observational effects (config ``xray.realistic``, all off as in the paper; beyond the
+paper): :func:`clustersbi.xray.observe` applies, in order, a Gaussian PSF, a flat background
+and Poisson photon noise for an exposure time to every per-slab map (detection runs per slab,
+so each slab map is observed as a full pointing: the background is added to each) and,
+separately, to the summed map. The Poisson draws are seeded with
+``derive_seed(seed, SeedStream.XRAY_NOISE, index, lightcone, slab)`` (slab = ``n_slabs`` for
+the summed map); ``z_rate_sum`` stays noise-free.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..design import ChunkDesign, SeedStream, SimulationRecord, derive_seed
+from ..detect import DetectionConfig, catalogue_to_h5, detect_lightcone
+from ..io import ChunkFile
+from ..products import read_emission_table
+from ..xray import apply_absorption, compute_emission_table, load_response, make_sky_grid, observe, paint_slab
+
+__all__ = [
+    "response_from_config",
+    "emission_table_file",
+    "iter_gas_lightcones",
+    "paint_gas_lightcone",
+    "xray_maps_chunk",
+    "detection_config",
+    "detect_chunk",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def response_from_config(xray_cfg: Mapping[str, Any]):
+    """The instrument response of config section ``xray``: ARF/RMF files when named, else the
+    built-in XMM-Newton EPIC curve; Galactic absorption when ``absorption.enabled``."""
+    r = xray_cfg["response"]
+    response = load_response(arf=r["arf"], rmf=r["rmf"], builtin=r["builtin"])
+    if xray_cfg["absorption"]["enabled"]:
+        response = apply_absorption(response, xray_cfg["absorption"]["nh_1e22"])
+    return response
+
+
+def emission_table_file(xray_cfg: Mapping[str, Any], z_max: float, out: str | Path) -> None:
+    """Tabulate r_b(T, z) once per config and write it to ``out`` (module contract).
+
+    Args:
+        xray_cfg: config section ``xray`` (emission, bands_kev, table, response, absorption).
+        z_max: the largest redshift any slab reaches (simulation.lightcone.z_max); the table
+            covers 0 <= z <= z_max + one step, in steps of ``xray.table.dz``.
+        out: HDF5 path.
+    """
+    if z_max <= 0:
+        raise ValueError(f"z_max must be positive, got {z_max}")
+    tab = xray_cfg["table"]
+    dz = float(tab["dz"])
+    z = np.round(np.arange(0.0, z_max + 2.0 * dz - 1e-12, dz), 9)
+    kt = np.geomspace(tab["kt_min_kev"], tab["kt_max_kev"], int(tab["n_kt"]))
+    em = xray_cfg["emission"]
+    table = compute_emission_table(
+        response_from_config(xray_cfg), backend=em["backend"], bands_kev=xray_cfg["bands_kev"],
+        metallicity=em["metallicity_solar"], kt_kev=kt, z=z, atomdb_dir=em["atomdb_dir"],
+    )
+    with ChunkFile.create(out) as f:
+        table.to_h5(f.h5.create_group("table"))
+        f.write_attrs({"xray_config": dict(xray_cfg)})
+
+
+def iter_gas_lightcones(gas_file: ChunkFile, design: ChunkDesign):
+    """(simulation record, stored sim attributes, lightcone number, [slab h5py groups]) of a gas file.
+
+    The record comes from the chunk ``design`` (rule params); the stored parameters must agree
+    with it (a stale gas file is an error).
+    """
+    for attrs, sim in gas_file.simulations():
+        record = design.record(int(attrs["index"]))
+        record.check_stored(attrs, sim.name)
+        for light, lc in ChunkFile.lightcones(sim):
+            yield record, attrs, light, ChunkFile.slabs(lc)
+
+
+def _slab_extent(slab, n_los: int) -> tuple[int, float, float, float]:
+    """(cells kept along the line of sight, chi_lo, chi_hi_painted, transverse width) [Mpc/h]."""
+    a = slab.attrs
+    box = np.atleast_1d(np.asarray(a["box_mpc_h"], dtype=float))
+    box = np.broadcast_to(box, (3,))
+    if not np.isclose(box[0], box[1], rtol=1e-6):
+        raise ValueError(f"{slab.name}: transverse box sides differ ({box[0]}, {box[1]}); square slabs expected")
+    chi_lo, chi_hi = float(a["chi_lo"]), float(a["chi_hi"])
+    cell_los = box[2] / n_los
+    n_keep = int(min(n_los, max(1, round((chi_hi - chi_lo) / cell_los))))
+    return n_keep, chi_lo, chi_lo + n_keep * cell_los, float(box[0])
+
+
+def paint_gas_lightcone(slab_groups: Sequence, table, grid, omega_m: float, h: float):
+    """Paint every slab of one lightcone (h5py groups with ne_cm3, t_k) into sky maps.
+
+    Returns:
+        list of :class:`~clustersbi.xray.SlabMap`, one per slab, in order.
+    """
+    maps = []
+    for slab in slab_groups:
+        los = int(slab.attrs.get("los_axis", 2))
+        ne = np.moveaxis(np.asarray(slab["ne_cm3"], dtype=np.float64), los, 2)
+        t = np.moveaxis(np.asarray(slab["t_k"], dtype=np.float64), los, 2)
+        n_keep, chi_lo, chi_hi, width = _slab_extent(slab, ne.shape[2])
+        maps.append(paint_slab(ne[:, :, :n_keep], t[:, :, :n_keep], chi_lo, chi_hi, width, table, grid, omega_m, h, los_axis=2))
+    return maps
+
+
+def _observe_kwargs(realistic: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "poisson": bool(realistic["poisson"]),
+        "exposure_s": float(realistic["exposure_s"]),
+        "background_cts_s_arcmin2": realistic["background_cts_s_arcmin2"] if realistic["background"] else 0.0,
+        "psf_fwhm_arcsec": float(realistic["psf_fwhm_arcsec"]) if realistic["psf"] else 0.0,
+    }
+
+
+def _any_effect(realistic: Mapping[str, Any]) -> bool:
+    return bool(realistic["poisson"] or realistic["background"] or realistic["psf"])
+
+
+def xray_maps_chunk(
+    gas_file: str | Path,
+    table_file: str | Path,
+    xray_cfg: Mapping[str, Any],
+    global_seed: int,
+    out_file: str | Path,
+    design_params: Mapping[str, Any],
+    fov_deg2: float | None = None,
+) -> None:
+    """Count-rate maps of every lightcone of a chunk (module contract).
+
+    Args:
+        gas_file: the chunk's gas grids.
+        table_file: the emission table (:func:`emission_table_file`).
+        xray_cfg: config section ``xray`` (pixel_arcmin, realistic, ...).
+        global_seed: the config's seed (observational noise streams).
+        out_file: output HDF5 path.
+        design_params: the chunk design (rule params): the simulation records come from it
+            (checked against the gas file's attributes).
+        fov_deg2: square field of view [deg^2]; default: the field that the farthest slab's
+            transverse width subtends, (2 atan(W / 2 chi_max))^2.
+    """
+    from tqdm import tqdm
+
+    table = read_emission_table(table_file)
+    pixel = float(xray_cfg["pixel_arcmin"])
+    realistic = xray_cfg["realistic"]
+    obs_kwargs = _observe_kwargs(realistic)
+    bands = np.asarray(table.bands_kev)
+    design = ChunkDesign.from_params(design_params, with_inner=False)
+    with ChunkFile.open(gas_file) as gas, ChunkFile.create(out_file) as out:
+        grid = None
+        lightcones = list(iter_gas_lightcones(gas, design))
+        if not lightcones:
+            raise ValueError(f"{gas_file}: no sim_/lc_/slab_ groups")
+        for record, attrs, lc, slabs in tqdm(lightcones, desc=f"x-ray maps {Path(gas_file).name}"):
+            if grid is None:
+                fov = fov_deg2 if fov_deg2 is not None else _fov_from_geometry(slabs)
+                grid = make_sky_grid(fov, pixel)
+                out.write_attrs({"pixel_arcmin": pixel, "n_pix": grid.n_pix, "fov_deg2": float(fov),
+                                 "bands_kev": bands.tolist(), "emission": table.metadata, "realistic": dict(realistic)})
+            maps = paint_gas_lightcone(slabs, table, grid, float(attrs["omega_m"]), float(attrs["h"]))
+            rates = np.stack([m.rate_cts_s for m in maps])
+            summed = rates.sum(axis=0)
+            if _any_effect(realistic):
+                seeds = [derive_seed(global_seed, SeedStream.XRAY_NOISE, record.index, lc, s) for s in range(len(maps) + 1)]
+                rates = np.stack([observe(r, pixel, seed=seeds[s], **obs_kwargs) for s, r in enumerate(rates)])
+                summed = observe(summed, pixel, seed=seeds[-1], **obs_kwargs)
+            g_sim = out.h5[record.group_name] if record.group_name in out.h5 else out.add_simulation(
+                record, omega_m=float(attrs["omega_m"]), h=float(attrs["h"]))
+            g = ChunkFile.add_lightcone(g_sim, lc)
+            g.create_dataset("rate_cts_s", data=rates.astype(np.float32), compression="gzip", compression_opts=1)
+            g.create_dataset("z_rate_sum", data=np.stack([m.z_rate_sum for m in maps]).astype(np.float32),
+                             compression="gzip", compression_opts=1)
+            g.create_dataset("summed_cts_s", data=summed.astype(np.float32), compression="gzip", compression_opts=1)
+            g["z_lo"] = np.array([m.z_lo for m in maps])
+            g["z_hi"] = np.array([m.z_hi for m in maps])
+            g["total_cells_cts_s"] = np.stack([m.total_cells_cts_s for m in maps])
+            logger.info("simulation %d lightcone %d: %.4g cts/s in the field (all bands)", record.index, lc, float(summed.sum()))
+
+
+def _fov_from_geometry(slabs: Sequence) -> float:
+    """Field [deg^2] subtended by the farthest slab's transverse width at its far edge."""
+    far = max(slabs, key=lambda s: float(s.attrs["chi_hi"]))
+    width = float(far.attrs["width_mpc_h"])
+    return float(np.rad2deg(2.0 * np.arctan(0.5 * width / float(far.attrs["chi_hi"])))) ** 2
+
+
+def detection_config(detection_cfg: Mapping[str, Any]):
+    """:class:`~clustersbi.detect.DetectionConfig` from config section ``detection``."""
+    cfg = dict(detection_cfg)
+    cfg["hr_bands"] = tuple(cfg["hr_bands"])
+    return DetectionConfig(**cfg)
+
+
+class _StoredSlabMap:
+    """A slab map read back from a maps file (the attributes detect_lightcone needs)."""
+
+    def __init__(self, rate_cts_s: np.ndarray, z_rate_sum: np.ndarray, z_lo: float, z_hi: float) -> None:
+        self.rate_cts_s, self.z_rate_sum, self.z_lo, self.z_hi = rate_cts_s, z_rate_sum, z_lo, z_hi
+
+
+def detect_chunk(map_file: str | Path, detection_cfg: Mapping[str, Any], out_file: str | Path) -> None:
+    """sep detection on every slab map of every lightcone of a chunk (module contract)."""
+    from tqdm import tqdm
+
+    cfg = detection_config(detection_cfg)
+    with ChunkFile.open(map_file) as maps, ChunkFile.create(out_file) as out:
+        root = maps.attrs
+        pixel = float(root["pixel_arcmin"])
+        bands = [tuple(b) for b in root["bands_kev"]]
+        out.write_attrs({**root, "detection": dict(detection_cfg)})
+        items = [(attrs, g_sim, lc, g) for attrs, g_sim in maps.simulations() for lc, g in ChunkFile.lightcones(g_sim)]
+        for attrs, g_sim, lc, g in tqdm(items, desc=f"detection {Path(map_file).name}"):
+            rates, zsum = g["rate_cts_s"][()], g["z_rate_sum"][()]
+            slab_maps = [_StoredSlabMap(rates[s], zsum[s], float(g["z_lo"][s]), float(g["z_hi"][s])) for s in range(rates.shape[0])]
+            cat = detect_lightcone(slab_maps, pixel, cfg, bands)
+            record = SimulationRecord.from_attrs(attrs)
+            g_out = out.h5[record.group_name] if record.group_name in out.h5 else out.add_simulation(
+                record, **{k: v for k, v in attrs.items() if k not in record.to_attrs()})
+            catalogue_to_h5(ChunkFile.add_lightcone(g_out, lc), cat)
+            logger.info("%s/lc_%02d: %d detections", g_sim.name, lc, len(cat))

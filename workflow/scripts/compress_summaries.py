@@ -1,0 +1,9 @@
+"""Compress every simulation of one training set."""
+from clustersbi.logs import log_to_file
+
+log_to_file(snakemake.log[0])
+
+from clustersbi.stages.compress import compress_stage
+
+i = snakemake.input
+compress_stage(i.training, i.model, snakemake.params.priors, snakemake.output.compressed)
