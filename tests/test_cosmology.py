@@ -1,4 +1,4 @@
-"""Background distances, growth and CAMB linear power against independent references."""
+"""Background distances, growth and CAMB linear power against independent references; the cosmology stage's chunk file."""
 
 import numpy as np
 import pytest
@@ -15,6 +15,10 @@ from clustersbi.cosmology import (
     redshift_at_comoving_distance,
     sigma_r,
 )
+from clustersbi.design import ChunkDesign, DesignSpec, Prior, SimulationRecord, chunk_design
+from clustersbi.io import ChunkFile
+from clustersbi.products import DISTANCE_TABLE_Z, GROWTH_TABLE_A, read_linear_power
+from clustersbi.stages.cosmology import linear_power_stage
 
 DISTANCE_RTOL = 1e-6  # our quadrature vs astropy's
 GROWTH_RTOL = 1e-4  # Heath integral vs colossus' growth factor (same background)
@@ -95,3 +99,27 @@ def test_camb_growth_matches_ours(fiducial_power):
 def test_invalid_cosmology_is_rejected():
     with pytest.raises(ValueError, match="Omega_b"):
         Cosmology(Omega_m=0.04, Omega_b=0.05)
+
+
+def test_linear_power_stage_writes_the_design_cosmologies(tmp_path):
+    """The cosmology stage's chunk file: simulation records, cosmologies and P(k) normalised to them."""
+    spec = DesignSpec(
+        outer=(Prior("Omega_m", r"\Omega_m", "uniform", 0.2, 0.4), Prior("sigma_8", r"\sigma_8", "uniform", 0.7, 0.9)),
+        inner=(), n_simulations=3, n_inner=1, chunk_size=2, seed=4, split_fractions=(1.0, 0.0, 0.0, 0.0),
+    )
+    params = chunk_design(spec, 1)  # the last chunk: one simulation (index 2)
+    fiducial = {"h": 0.7, "n_s": 0.96, "Omega_b": 0.049}
+    linear_power_stage(params, fiducial, [0.0, 0.5], (K[0], K[-1], K.size), tmp_path / "linear.h5")
+    (record,) = ChunkDesign.from_params(params)
+    with ChunkFile.open(tmp_path / "linear.h5") as f:
+        ((attrs, group),) = f.simulations()
+        assert SimulationRecord.from_attrs(attrs) == record
+        np.testing.assert_allclose(group["growth"][()], growth_factor(GROWTH_TABLE_A, record.parameters["Omega_m"]))
+        np.testing.assert_allclose(group["chi_mpc_h"][()], comoving_distance_mpc_h(DISTANCE_TABLE_Z, record.parameters["Omega_m"]))
+    cosmo, linear = read_linear_power(tmp_path / "linear.h5", record.index)
+    assert cosmo == Cosmology.from_mapping(record.parameters, fiducial)
+    np.testing.assert_allclose(linear.k_h_mpc, K, rtol=1e-12)
+    s8 = sigma_r(linear.k_h_mpc, linear.pk_mpc3_h3[0], 8.0)
+    assert abs(s8 / cosmo.sigma_8 - 1) < SIGMA8_RTOL, f"sigma_8 {s8} vs the design's {cosmo.sigma_8}"
+    with pytest.raises(KeyError, match="no simulation 0"):
+        read_linear_power(tmp_path / "linear.h5", 0)

@@ -1,16 +1,21 @@
 """Sobol design: extensibility, nesting, splits, chunks, seeds."""
 
+import h5py
 import numpy as np
 import pytest
 from scipy.stats import qmc
 
 from clustersbi.design import (
     SPLITS,
+    ChunkDesign,
     DesignSpec,
     Prior,
+    SeedStream,
+    SimulationRecord,
     assign_split,
     chunk_design,
     chunk_indices,
+    chunk_inner_rows,
     derive_seed,
     design_table,
     inner_parameters,
@@ -19,6 +24,7 @@ from clustersbi.design import (
     simulation_seed,
     sobol_unit_points,
 )
+from clustersbi.io import h5_read_attrs, h5_write_attrs
 
 #: tolerance of split fractions over 4096 simulations (binomial sigma ~ 0.007 at p = 0.7)
 SPLIT_FRACTION_ATOL = 0.03
@@ -158,8 +164,6 @@ def test_prior_rejects_inverted_bounds():
 
 
 def test_inner_rows_computed_in_the_job_match_the_dag_time_design():
-    from clustersbi.design import chunk_inner_rows
-
     spec = make_spec(n=20, n_inner=4, chunk=8)
     light = chunk_design(spec, 1, with_inner=False)
     assert light["inner"] == []
@@ -167,3 +171,97 @@ def test_inner_rows_computed_in_the_job_match_the_dag_time_design():
     # a changed inner prior changes the light design too (Snakemake's params trigger)
     changed = DesignSpec(**{**vars(spec), "inner": (Prior("a_X", "a_X", "uniform", -1.6, -1.2), spec.inner[1])})
     assert chunk_design(changed, 1, with_inner=False) != light
+
+
+# ----------------------------------------------------------------------------- seed streams
+
+
+def test_slab_and_noise_streams_are_apart_from_the_others():
+    # the stream numbers enter every seed: renumbering one would silently change all its seeds
+    assert (SeedStream.SLAB, SeedStream.XRAY_NOISE) == (7, 8)
+    streams = {name: getattr(SeedStream, name) for name in vars(SeedStream) if name.isupper()}
+    assert len(set(streams.values())) == len(streams), f"two streams share a number: {streams}"
+    for index in (0, 5, 123):
+        for lightcone, slab in ((0, 0), (1, 3)):
+            indices = (index, lightcone, slab)
+            seeds = {
+                "slab": derive_seed(11, SeedStream.SLAB, *indices),
+                "noise": derive_seed(11, SeedStream.XRAY_NOISE, *indices),
+                "lightcone": derive_seed(11, SeedStream.LIGHTCONE, *indices),
+                "simulation": derive_seed(11, SeedStream.SIMULATION, *indices),
+                "simulation seed": simulation_seed(11, index),
+            }
+            assert len(set(seeds.values())) == len(seeds), f"indices {indices}: seeds collide {seeds}"
+    # slabs of one lightcone, and the same slab of two lightcones, get different seeds
+    slab_seeds = {derive_seed(11, SeedStream.SLAB, 4, light, slab) for light in range(3) for slab in range(12)}
+    assert len(slab_seeds) == 36
+
+
+def test_stage_slab_seed_is_the_slab_stream():
+    from clustersbi.stages.simulate import slab_seed
+
+    assert slab_seed(11, 4, 1, 2) == derive_seed(11, SeedStream.SLAB, 4, 1, 2)
+
+
+# ----------------------------------------------------------------------------- typed chunk records
+
+
+@pytest.mark.parametrize("nested", [True, False])
+def test_chunk_design_records_round_trip_the_params(nested):
+    spec = make_spec(n=20, n_inner=4, chunk=8, nested=nested)
+    params = chunk_design(spec, 1)
+    design = ChunkDesign.from_params(params)
+    assert (design.chunk, design.seed, len(design)) == (1, spec.seed, 8)
+    assert design.indices == params["indices"] == list(range(8, 16))
+    assert [r.seed for r in design] == params["seeds"]
+    assert [r.split for r in design] == params["splits"]
+    assert [r.parameters for r in design] == [dict(zip(params["outer_names"], row)) for row in params["outer"]]
+    assert design.inner_names == tuple(params["inner_names"]) and design.n_inner == spec.n_inner
+    if nested:
+        assert [[list(row) for row in r.inner] for r in design] == chunk_inner_rows(params)
+        first = design.record(9)
+        assert first.theta == params["outer"][1] + params["inner"][1][0]
+        assert first.theta_names == params["outer_names"] + params["inner_names"]
+    else:
+        assert all(r.inner == () for r in design)
+        assert design.record(9).theta == params["outer"][1]
+    assert design.record(9).group_name == "sim_000009"
+    with pytest.raises(ValueError, match="simulation 3 is not in chunk 1"):
+        design.record(3)
+
+
+def test_light_params_get_their_inner_rows_in_the_job():
+    spec = make_spec(n=20, n_inner=4, chunk=8)
+    light = chunk_design(spec, 0, with_inner=False)
+    full = ChunkDesign.from_params(chunk_design(spec, 0))
+    assert ChunkDesign.from_params(light) == full
+    assert all(r.inner == () for r in ChunkDesign.from_params(light, with_inner=False))
+
+
+@pytest.mark.parametrize("nested", [True, False])
+def test_simulation_record_attrs_round_trip_through_hdf5(tmp_path, nested):
+    record = ChunkDesign.from_params(chunk_design(make_spec(nested=nested), 0)).record(3)
+    with h5py.File(tmp_path / "sim.h5", "w") as f:
+        h5_write_attrs(f.create_group(record.group_name), record.to_attrs())
+    with h5py.File(tmp_path / "sim.h5", "r") as f:
+        stored = h5_read_attrs(f[record.group_name])
+    back = SimulationRecord.from_attrs(stored)
+    assert (back.index, back.seed, back.split) == (3, record.seed, record.split)
+    # a stored record is the simulation's first mock: its inner row joins the outer values
+    assert back.theta == record.theta and back.theta_names == record.theta_names
+    assert back.to_attrs() == record.to_attrs()
+    if not nested:
+        assert back == record
+    for name, value in zip(record.theta_names, record.theta):
+        assert stored[f"param_{name}"] == value
+    record.check_stored(stored, "sim.h5")  # unchanged: accepted
+
+
+def test_check_stored_names_the_simulation_of_a_changed_parameter():
+    record = ChunkDesign.from_params(chunk_design(make_spec(), 0)).record(5)
+    stored = record.to_attrs()
+    stored["param_sigma_8"] = stored["param_sigma_8"] * 1.01
+    with pytest.raises(ValueError, match=r"gas\.h5: simulation 5 has param_sigma_8 .* stale"):
+        record.check_stored(stored, "gas.h5")
+    with pytest.raises(ValueError, match="theta"):
+        SimulationRecord.from_attrs({k: v for k, v in stored.items() if k != "theta"})

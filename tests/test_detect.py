@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
-
-pytest.importorskip("sep")
 
 from clustersbi.detect import DetectionConfig, catalogue_from_h5, catalogue_to_h5, detect_sources
 from clustersbi.xray.maps import observe
@@ -116,7 +115,6 @@ def test_poisson_background(injected):
 
 
 def test_emission_weighted_z_and_h5_roundtrip(injected, tmp_path):
-    h5py = pytest.importorskip("h5py")
     bands, _ = injected
     zmap = bands.sum(axis=0) * 0.37  # every pixel's emission at z = 0.37
     cfg = DetectionConfig(threshold=2e-5, z_mode="emission_weighted")

@@ -1,16 +1,22 @@
-"""Tests of mass assignment and cluster overdensity fields.
+"""Tests of mass assignment (clustersbi.mesh, convention "node" as the catalogue fields use) and
+cluster overdensity fields (clustersbi.fields).
 
 References: exact properties of B-spline kernels (partition of unity, reproduction of linear
 functions), weight conservation, and Pylians' ``MAS_library.MA`` (an independent C
-implementation of the same kernels) when installed.
+implementation of the same kernels, mesh point i at i H; Pylians is in the ``compare`` extra
+that ``make test`` installs).
 """
 
 from __future__ import annotations
 
+import MAS_library as masl
 import numpy as np
 import pytest
 
-from clustersbi import fields
+from clustersbi import fields, mesh
+
+#: The cell convention of the catalogue fields and the P(k) estimator (mesh point i at i H).
+CONVENTION = "node"
 
 #: Relative tolerance for exact identities in double precision.
 EXACT_RTOL = 1e-10
@@ -34,7 +40,7 @@ def points():
 @pytest.mark.parametrize("order", [1, 2, 3, 4])
 def test_kernel_partition_of_unity_and_first_moment(order):
     x = np.random.default_rng(order).uniform(-5, 5, 1000)
-    first, w = fields.kernel_weights(x, order)
+    first, w = mesh.kernel_weights(x, order)
     np.testing.assert_allclose(w.sum(axis=1), 1.0, rtol=EXACT_RTOL)
     assert np.all(w >= 0)
     if order >= 2:  # B-splines of order >= 2 reproduce linear functions: sum_j w_j x_j = x
@@ -45,29 +51,41 @@ def test_kernel_partition_of_unity_and_first_moment(order):
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_assignment_conserves_weight(points, scheme):
     pos, weights = points
-    mesh = fields.assign_to_mesh(pos, N_MESH, BOX, scheme, weights=weights, chunk_size=700)
-    assert mesh.shape == (N_MESH,) * 3
-    assert mesh.sum() == pytest.approx(weights.sum(), rel=EXACT_RTOL), f"sum {mesh.sum()} vs {weights.sum()}"
-    unweighted = fields.assign_to_mesh(pos, N_MESH, BOX, scheme)
+    grid = mesh.assign_to_mesh(pos, N_MESH, BOX, scheme, weights=weights, chunk_size=700, convention=CONVENTION)
+    assert grid.shape == (N_MESH,) * 3
+    assert grid.sum() == pytest.approx(weights.sum(), rel=EXACT_RTOL), f"sum {grid.sum()} vs {weights.sum()}"
+    unweighted = mesh.assign_to_mesh(pos, N_MESH, BOX, scheme, convention=CONVENTION)
     assert unweighted.sum() == pytest.approx(len(pos), rel=EXACT_RTOL)
 
 
 def test_periodic_wrapping_and_chunking(points):
     pos, weights = points
-    ref = fields.assign_to_mesh(pos, N_MESH, BOX, "pcs", weights=weights)
-    shifted = fields.assign_to_mesh(pos + BOX * np.array([1.0, -2.0, 3.0]), N_MESH, BOX, "pcs", weights=weights, chunk_size=128)
+    ref = mesh.assign_to_mesh(pos, N_MESH, BOX, "pcs", weights=weights, convention=CONVENTION)
+    shifted = mesh.assign_to_mesh(pos + BOX * np.array([1.0, -2.0, 3.0]), N_MESH, BOX, "pcs", weights=weights,
+                                  chunk_size=128, convention=CONVENTION)
     np.testing.assert_allclose(shifted, ref, rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_assignment_matches_pylians(points, scheme):
-    masl = pytest.importorskip("MAS_library")
     pos, weights = points
     theirs = np.zeros((N_MESH,) * 3, dtype=np.float32)
     masl.MA(pos.astype(np.float32), theirs, BOX, scheme.upper(), W=weights.astype(np.float32), verbose=False)
-    ours = fields.assign_to_mesh(pos, N_MESH, BOX, scheme, weights=weights)
+    ours = mesh.assign_to_mesh(pos, N_MESH, BOX, scheme, weights=weights, convention=CONVENTION)
     diff = np.abs(ours - theirs).max()
     assert diff < PYLIANS_ATOL, f"max |ours - Pylians| = {diff:.3e} for {scheme}"
+
+
+def test_overdensity_field_puts_a_point_at_its_node():
+    """The catalogue fields use convention "node": a point at (i, j, k) H is wholly in cell (i, j, k)
+    for CIC (and spreads symmetrically over the neighbours for the odd-order TSC)."""
+    cell = BOX / N_MESH
+    node = np.array([3, 0, N_MESH - 1])
+    pos = (node * cell)[None, :]
+    cic = fields.overdensity_field(pos, N_MESH, BOX, "cic") + 1.0
+    assert cic[tuple(node)] == pytest.approx(N_MESH**3, rel=EXACT_RTOL), np.argwhere(cic > 0).tolist()
+    tsc = fields.overdensity_field(pos, N_MESH, BOX, "tsc") + 1.0
+    assert tsc[tuple(node)] == pytest.approx(0.75**3 * N_MESH**3, rel=EXACT_RTOL)
 
 
 def test_overdensity_mean_zero_and_empty_raises(points):
@@ -78,9 +96,9 @@ def test_overdensity_mean_zero_and_empty_raises(points):
     with pytest.raises(ValueError, match="empty"):
         fields.overdensity(np.zeros((4, 4, 4)))
     with pytest.raises(ValueError, match="positions_mpc_h"):
-        fields.assign_to_mesh(np.zeros((5, 2)), 8, BOX)
+        mesh.assign_to_mesh(np.zeros((5, 2)), 8, BOX, convention=CONVENTION)
     with pytest.raises(ValueError, match="assignment"):
-        fields.assign_to_mesh(pos, 8, BOX, "sph")
+        mesh.assign_to_mesh(pos, 8, BOX, "sph", convention=CONVENTION)
 
 
 def test_overdensity_variants(points):
@@ -94,7 +112,7 @@ def test_overdensity_variants(points):
     # number channel == the all-objects cut channel (every L >= 3e43)
     np.testing.assert_allclose(stack[0], stack[2], atol=1e-12)
     # luminosity-weighted channel == overdensity of the L-weighted density (the weight normalisation drops out)
-    ref = fields.overdensity(fields.assign_to_mesh(pos, N_MESH, BOX, "pcs", weights=lum))
+    ref = fields.overdensity(mesh.assign_to_mesh(pos, N_MESH, BOX, "pcs", weights=lum, convention=CONVENTION))
     np.testing.assert_allclose(stack[1], ref, atol=1e-10)
     # high cut channel from the explicit subset
     keep = lum >= cuts[1]

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import astropy.cosmology as astropy_cosmology
+import astropy.units as u
 import numpy as np
 import pytest
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import squareform
 
-from clustersbi.fof import (
-    HALO_COLUMNS,
-    RHO_CRIT_MSUN_H_MPC_H3,
-    fof_halos,
-    fof_labels,
-    linking_length_mpc_h,
-    particle_mass_msun_h,
-)
+from clustersbi.constants import RHO_CRIT_MSUN_H_MPC_H3
+from clustersbi.fof import HALO_COLUMNS, fof_halos, fof_labels, linking_length_mpc_h, particle_mass_msun_h
 
 RHO_CRIT_RTOL = 1e-6
 CENTRE_ATOL_MPC_H = 1e-9
@@ -57,13 +55,11 @@ def _injected_catalogue(seed: int = 3):
 
 
 def test_rho_crit_matches_astropy():
-    cosmology = pytest.importorskip("astropy.cosmology")
-    import astropy.units as u
-
-    ref = cosmology.FlatLambdaCDM(H0=100.0, Om0=0.3, Tcmb0=0).critical_density0.to(u.Msun / u.Mpc**3).value
+    ref = astropy_cosmology.FlatLambdaCDM(H0=100.0, Om0=0.3, Tcmb0=0).critical_density0.to(u.Msun / u.Mpc**3).value
     assert RHO_CRIT_MSUN_H_MPC_H3 == pytest.approx(ref, rel=RHO_CRIT_RTOL), f"{RHO_CRIT_MSUN_H_MPC_H3} vs {ref}"
     # Pinocchio's README value for its test run: 2.775499745e11 * 0.3071 * 4^3 = 5.456e12
     assert particle_mass_msun_h(0.3071, 256.0, 64**3) == pytest.approx(5.456e12, rel=1e-3)
+    assert particle_mass_msun_h(0.3, 100.0, 1000) == pytest.approx(RHO_CRIT_MSUN_H_MPC_H3 * 0.3 * 1e3, rel=1e-12)
 
 
 def test_injected_blobs_recovered_exactly():
@@ -99,9 +95,6 @@ def test_background_alone_gives_no_halos():
 
 def test_labels_match_single_linkage():
     """FoF groups are single-linkage clusters cut at the linking length (scipy.cluster)."""
-    from scipy.cluster.hierarchy import fcluster, linkage
-    from scipy.spatial.distance import squareform
-
     rng = np.random.default_rng(11)
     # clustered points so that groups of many sizes form, some across the faces
     seeds = rng.uniform(0, BOX_MPC_H, size=(40, 3))

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import contextlib
 
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-jax = pytest.importorskip("jax")
-jnp = pytest.importorskip("jax.numpy")
-pytest.importorskip("optax")
-
-import jax.flatten_util  # noqa: E402
-
-from clustersbi import gas, ldl  # noqa: E402
+from clustersbi import gas, ldl, mesh
 
 # ---- tolerances (named; measured values in comments, 2-core CPU)
 MASS_RTOL = 1e-5  # float32 scatter-add of <= 1e4 unit weights
@@ -74,32 +71,40 @@ def trained(particles):
     return p_ne, p_t, hist_ne, hist_t
 
 
-def test_cic_paint_conserves_mass_any_particle_count():
+def test_ldl_painting_conserves_mass_any_particle_count():
+    """The LDL mesh (mesh.cic_paint in ldl.MESH_CONVENTION) keeps every weight, for any particle
+    count and mesh, and agrees cell by cell with the float64 numpy painter of clustersbi.mesh."""
     rng = np.random.default_rng(3)
     for n_part, shape in [(1, (8, 8, 8)), (1000, (16, 20, 24)), (12345, (7, 9, 11))]:
         pos = jnp.asarray(rng.uniform(-5.0, 105.0, (n_part, 3)), jnp.float32)  # also outside the box
         wts = jnp.asarray(rng.uniform(0.5, 2.0, n_part), jnp.float32)
-        mesh = ldl.cic_paint(pos, shape, 100.0, wts)
-        total = float(mesh.sum())
-        assert mesh.shape == shape
+        painted = mesh.cic_paint(pos, shape, 100.0, wts, convention=ldl.MESH_CONVENTION)
+        total = float(painted.sum())
+        assert painted.shape == shape
         assert abs(total / float(wts.sum()) - 1) < MASS_RTOL, f"{n_part} particles on {shape}: {total}"
-        # the numpy painter of clustersbi.gas (float64, bincount) agrees cell by cell
-        ref = gas.cic_paint_np(np.mod(np.asarray(pos), 100.0), shape, 100.0, np.asarray(wts))
-        assert np.allclose(np.asarray(mesh), ref, rtol=1e-4, atol=1e-4), np.abs(np.asarray(mesh) - ref).max()
+        ref = mesh.assign_to_mesh(np.mod(np.asarray(pos, np.float64), 100.0), shape, 100.0, "cic",
+                                  np.asarray(wts, np.float64), convention=ldl.MESH_CONVENTION)
+        assert np.allclose(np.asarray(painted), ref, rtol=1e-4, atol=1e-4), np.abs(np.asarray(painted) - ref).max()
+        density = ldl.particle_density(pos, shape, 100.0)
+        assert abs(float(density.mean()) - 1) < MASS_RTOL, f"mean 1 + delta = {float(density.mean())}"
 
 
-def test_cic_read_is_exact_for_linear_fields_and_constants():
-    # CIC interpolation reproduces a constant exactly, and a field linear along one axis
-    # exactly between cell centres (away from the periodic seam).
+def test_ldl_reads_fields_at_cell_centres():
+    """CIC reading in the LDL's convention ("centre": cell i at (i + 1/2) H) reproduces a
+    constant exactly, and a field linear along one axis exactly between the first and last
+    cell centres (away from the periodic seam): value i at x = (i + 1/2) H."""
     shape, box = (16, 16, 16), 32.0
+    cell = box / 16
     const = jnp.full(shape, 3.5)
     rng = np.random.default_rng(4)
     pos = jnp.asarray(rng.uniform(0.0, box, (500, 3)), jnp.float32)
-    assert np.allclose(np.asarray(ldl.cic_read(const, pos, box)), 3.5, rtol=1e-6)
+    got = np.asarray(mesh.cic_read(const, pos, box, convention=ldl.MESH_CONVENTION))
+    assert np.allclose(got, 3.5, rtol=1e-6)
     lin = jnp.broadcast_to(jnp.arange(16.0).reshape(-1, 1, 1), shape)
-    pos_in = pos.at[:, 0].set(jnp.asarray(rng.uniform(0.0, 15.0 * box / 16, 500), jnp.float32))
-    expected = np.asarray(pos_in[:, 0]) * 16 / box
-    assert np.allclose(np.asarray(ldl.cic_read(lin, pos_in, box)), expected, atol=1e-4)
+    pos_in = pos.at[:, 0].set(jnp.asarray(rng.uniform(0.5 * cell, 15.5 * cell, 500), jnp.float32))
+    expected = np.asarray(pos_in[:, 0]) / cell - 0.5
+    got = np.asarray(mesh.cic_read(lin, pos_in, box, convention=ldl.MESH_CONVENTION))
+    assert np.allclose(got, expected, atol=1e-4), np.abs(got - expected).max()
 
 
 @contextlib.contextmanager

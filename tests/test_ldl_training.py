@@ -1,4 +1,4 @@
-"""The staged LDL training and the gas painting of lightcone slabs (clustersbi.ldl_training).
+"""The staged LDL training and the gas painting of lightcone slabs (clustersbi.stages.ldl).
 
 References: clustersbi.ldl's cubic-box model (tested on its own against finite differences and
 injected models), exact symmetries of a periodic model (a box tiled twice paints a tiled
@@ -9,26 +9,14 @@ to a feedback parameter.
 from __future__ import annotations
 
 import h5py
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
 
-jax = pytest.importorskip("jax")
-pytest.importorskip("optax")
-pytest.importorskip("jaxpm")
-pytest.importorskip("camb")
-
-import jax.numpy as jnp  # noqa: E402
-
-from clustersbi import gas, ldl  # noqa: E402
-from clustersbi.ldl_training import (  # noqa: E402
-    LDLPainter,
-    ThetaSpace,
-    heldout_metrics,
-    paint_gas_chunk,
-    train_ldl_models,
-)
-from clustersbi.design import Prior  # noqa: E402
+from clustersbi import gas, ldl
+from clustersbi.design import Prior
+from clustersbi.stages.ldl import LDLPainter, ThetaSpace, heldout_metrics, paint_gas_chunk, train_ldl_models
 
 # ---- tolerances (measured values in comments, 2-core CPU)
 CUBE_RTOL = 1e-4  # the model with a box side per axis vs one side, in a cube (float32 rounding)
@@ -60,11 +48,17 @@ def particles():
     return jnp.asarray(gas.zeldovich_particles(3, 16, 32.0, sigma_disp_mpc_h=2.0))
 
 
+#: the rule's named outputs (workflow/rules/ldl.smk) -> file names in one directory
+OUTPUT_NAMES = {"ne": "ne.npz", "t": "t.npz", "history": "history.csv", "summary": "training_summary.json",
+                "heldout": "heldout.npz"}
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("ldl_models")
-    summary = train_ldl_models(LDL_CFG, SIMULATION, FIDUCIAL, PRIORS, 9, out)
-    return out, summary
+    outputs = {role: out / name for role, name in OUTPUT_NAMES.items()}
+    summary = train_ldl_models(LDL_CFG, SIMULATION, FIDUCIAL, PRIORS, 9, outputs)
+    return outputs, summary
 
 
 def test_rectangular_forward_equals_cubic_model(particles):
@@ -105,13 +99,13 @@ def test_heldout_metrics_of_a_perfect_painting():
 
 
 def test_trained_models_reload_and_meet_heldout_metrics(trained):
-    out, summary = trained
-    for name in ("ne.npz", "t.npz", "history.csv", "training_summary.json", "heldout.npz"):
-        assert (out / name).stat().st_size > 0, name
-    params, config = ldl.load_model(out / "t.npz")
+    outputs, summary = trained
+    for role, path in outputs.items():
+        assert path.stat().st_size > 0, role
+    params, config = ldl.load_model(outputs["t"])
     assert config["ldl"] == LDL_CFG and config["field"] == "t"
     assert np.asarray(params["mlps"][0]["w"]).shape[0] == len(config["z_nodes"]) == 1
-    history = pd.read_csv(out / "history.csv")
+    history = pd.read_csv(outputs["history"])
     stages = list(dict.fromkeys(history["stage"]))
     assert stages[:4] == ["base_ne", "base_t", "conditioning_ne", "conditioning_t"], stages
     assert stages[4].startswith("redshift_t_z")
@@ -125,7 +119,7 @@ def test_trained_models_reload_and_meet_heldout_metrics(trained):
           f"timings {summary['timings_s']}")
     assert c["deviation_correlation"] > DEVIATION_CORR_MIN, c
     assert c["emissivity_l1"] < EMISSIVITY_L1_MAX, c
-    with np.load(out / "heldout.npz") as h:  # painted box mean vs the cosmic mean (analytic)
+    with np.load(outputs["heldout"]) as h:  # painted box mean vs the cosmic mean (analytic)
         ratio = float(h["ne_ldl_cm3"].mean() / gas.mean_electron_density(FIDUCIAL["Omega_b"], FIDUCIAL["h"]))
     assert 1 / MEAN_NE_FACTOR < ratio < MEAN_NE_FACTOR, f"held-out mean n_e / cosmic mean = {ratio:.3f}"
 
@@ -138,11 +132,12 @@ def test_painted_ne_follows_the_feedback_direction_of_the_target(trained):
 
 
 def test_paint_gas_chunk_writes_the_gas_contract(trained, tmp_path):
-    out, _ = trained
+    outputs, _ = trained
     rng = np.random.default_rng(4)
     mesh, cell = (6, 6, 9), LIGHTCONE["cell_mpc_h"]
     box = np.array(mesh) * cell
-    design = {"chunk": 0, "indices": [12], "outer_names": ["Omega_m", "A_AGN1"], "outer": [[0.3, 2.0]]}
+    design = {"chunk": 0, "indices": [12], "seeds": [1], "splits": ["test"], "outer_names": ["Omega_m", "A_AGN1"],
+              "outer": [[0.3, 2.0]], "inner_names": [], "inner_priors": [], "n_inner": 0, "seed": 9, "inner": []}
     lattice = (np.stack(np.meshgrid(*[np.arange(n) for n in mesh], indexing="ij"), -1).reshape(-1, 3) + 0.5) * cell
     pos = np.mod(lattice + rng.normal(0, 0.7, lattice.shape), box).astype(np.float32)
     with h5py.File(tmp_path / "particles.h5", "w") as f:
@@ -155,7 +150,7 @@ def test_paint_gas_chunk_writes_the_gas_contract(trained, tmp_path):
         g["positions_mpc_h"] = pos
         g.attrs.update({"index": 0, "z_centre": 0.2, "box_mpc_h": box, "mesh_shape": np.array(mesh),
                         "cell_mpc_h": cell, "los_axis": 2})
-    paint_gas_chunk(tmp_path / "particles.h5", out, design, tmp_path / "gas.h5")
+    paint_gas_chunk(tmp_path / "particles.h5", outputs["ne"], outputs["t"], design, tmp_path / "gas.h5")
     with h5py.File(tmp_path / "gas.h5", "r") as f:
         g = f["sim_000012/lc_00/slab_00"]
         ne, t = g["ne_cm3"][:], g["t_k"][:]
@@ -164,8 +159,9 @@ def test_paint_gas_chunk_writes_the_gas_contract(trained, tmp_path):
         assert ne.min() >= 0 and t.min() >= LDL_CFG["t_floor_k"], (ne.min(), t.min())
         assert g.attrs["z_centre"] == 0.2 and list(g.attrs["mesh_shape"]) == list(mesh)
         assert f["sim_000012"].attrs["omega_m"] == 0.3 and f["sim_000012"].attrs["h"] == 0.7
+        assert f["sim_000012"].attrs["index"] == 12 and f["sim_000012"].attrs["param_A_AGN1"] == 2.0
     # the painter itself: T follows the redshift nodes, n_e does not depend on z
-    painter = LDLPainter(out)
+    painter = LDLPainter(outputs["ne"], outputs["t"])
     ne1, _ = painter.paint(pos, mesh, box, {"Omega_m": 0.3, "A_AGN1": 2.0}, 0.1)
     ne2, _ = painter.paint(pos, mesh, box, {"Omega_m": 0.3, "A_AGN1": 2.0}, 0.3)
     # equal up to float32 rounding: a GPU's scatter-add order is not deterministic

@@ -1,22 +1,23 @@
-"""The lightcone stage per chunk (clustersbi.lightcone): particle-file layout, geometry and seeds.
+"""The lightcone stage per chunk (clustersbi.stages.simulate.simulate_lightcone_chunk):
+particle-file layout, geometry and seeds.
 
 References: astropy's comoving distances (slab edges), the one-particle-per-cell lattice
-(particle counts), and clustersbi.simulate's own single-slab runs (seeds, reproducibility).
+(particle counts), and clustersbi.lightcone's own single-slab runs (seeds, reproducibility).
 """
 
 from __future__ import annotations
 
+import astropy.cosmology as astropy_cosmology
 import h5py
 import numpy as np
 import pytest
 
-pytest.importorskip("jaxpm")
-astropy_cosmology = pytest.importorskip("astropy.cosmology")
-
-from clustersbi.cosmology import Cosmology, LinearPower, write_linear_power  # noqa: E402
-from clustersbi.lightcone import LOS_AXIS, lightcone_seed, simulate_lightcone_chunk  # noqa: E402
-from clustersbi.simulate import derive_seed as slab_seed  # noqa: E402
-from clustersbi.simulate import lightcone_slab_geometry, simulate_lightcone_slabs  # noqa: E402
+from clustersbi.cosmology import Cosmology, LinearPower
+from clustersbi.design import ChunkDesign, SeedStream, derive_seed
+from clustersbi.io import ChunkFile
+from clustersbi.lightcone import LOS_AXIS, lightcone_slab_geometry, simulate_lightcone_slabs, slab_mesh_omega_m
+from clustersbi.stages.cosmology import write_linear_power
+from clustersbi.stages.simulate import simulate_lightcone_chunk, slab_seed
 
 # ---- tolerances
 CHI_RTOL = 1e-4  # slab edges vs astropy FlatLambdaCDM (Tcmb0 = 0: no radiation, as ours)
@@ -35,16 +36,19 @@ def _power_law_spectrum(cosmo: Cosmology, pk_scale: float = 1.0) -> LinearPower:
 
 
 def _design(indices, rows):
+    """Chunk-design rule params (clustersbi.design.chunk_design's layout) without nesting."""
     return {
         "chunk": 0, "indices": list(indices), "seeds": [100 + i for i in indices],
         "splits": ["train"] * len(indices), "outer_names": ["Omega_m", "sigma_8", "A_AGN1"],
-        "outer": [list(r) for r in rows], "inner_names": [], "inner": [],
+        "outer": [list(r) for r in rows], "inner_names": [], "inner_priors": [], "n_inner": 0,
+        "seed": GLOBAL_SEED, "inner": [],
     }
 
 
 def _linear_power_file(path, design, pk_scale=1.0):
     cosmos = [Cosmology(Omega_m=r[0], sigma_8=r[1]) for r in design["outer"]]
-    write_linear_power(path, design, cosmos, [_power_law_spectrum(c, pk_scale) for c in cosmos])
+    chunk = ChunkDesign.from_params(design, with_inner=False)
+    write_linear_power(path, chunk, cosmos, [_power_law_spectrum(c, pk_scale) for c in cosmos])
     return cosmos
 
 
@@ -68,11 +72,13 @@ def test_layout_and_geometry_match_the_slab_geometry(particle_file):
         assert g_sim.attrs["param_A_AGN1"] == 2.0 and g_sim.attrs["omega_m"] == pytest.approx(0.28)
         assert sorted(g_sim) == ["lc_00", "lc_01"]
         for lc in (0, 1):
-            assert g_sim[f"lc_{lc:02d}"].attrs["seed"] == lightcone_seed(GLOBAL_SEED, 3, lc)
+            assert g_sim[f"lc_{lc:02d}"].attrs["lightcone"] == lc
             assert sorted(g_sim[f"lc_{lc:02d}"]) == ["slab_00", "slab_01"]
             for slab in slabs:
                 g = g_sim[f"lc_{lc:02d}/slab_{slab.index:02d}"]
                 a = g.attrs
+                assert a["seed"] == derive_seed(GLOBAL_SEED, SeedStream.SLAB, 3, lc, slab.index)
+                assert a["z_snapshot"] == pytest.approx(slab.z_centre, rel=1e-6)
                 for key in ("chi_lo", "chi_hi", "z_lo", "z_hi", "z_centre", "depth_mpc_h", "width_mpc_h"):
                     assert a[key] == pytest.approx(getattr(slab, key), rel=1e-12), key
                 for key, z in (("chi_lo", a["z_lo"]), ("chi_hi", a["z_hi"])):
@@ -89,18 +95,34 @@ def test_layout_and_geometry_match_the_slab_geometry(particle_file):
                 assert np.all(pos >= 0) and np.all(pos < a["box_mpc_h"]), "positions outside [0, box)"
 
 
+def test_chunk_file_reader_walks_the_layout(particle_file):
+    """clustersbi.io.ChunkFile (the readers of every later stage) sees the same layout."""
+    tmp, design, _ = particle_file
+    with ChunkFile.open(tmp / "particles.h5") as f:
+        sims = list(f.simulations())
+        assert [attrs["index"] for attrs, _ in sims] == design["indices"]
+        attrs, g_sim = sims[0]
+        assert list(attrs["param_names"]) == design["outer_names"]
+        np.testing.assert_allclose(attrs["theta"], design["outer"][0], rtol=1e-12)
+        lightcones = list(ChunkFile.lightcones(g_sim))
+        assert [l for l, _ in lightcones] == [0, 1]
+        for _, g_lc in lightcones:
+            assert [int(g.attrs["index"]) for g in ChunkFile.slabs(g_lc)] == [0, 1]
+        assert f.attrs["global_seed"] == GLOBAL_SEED and f.attrs["simulation"] == SIMULATION
+
+
 def test_lightcones_are_independent_and_slabs_reproducible(particle_file):
     tmp, design, cosmo = particle_file
     with h5py.File(tmp / "particles.h5", "r") as f:
         p0 = f["sim_000003/lc_00/slab_01/positions_mpc_h"][:]
         p1 = f["sim_000003/lc_01/slab_01/positions_mpc_h"][:]
         seed = int(f["sim_000003/lc_00/slab_01"].attrs["seed"])
-    assert seed == slab_seed(lightcone_seed(GLOBAL_SEED, 3, 0), 1)
+    assert seed == slab_seed(GLOBAL_SEED, 3, 0, 1)
     assert np.abs(p0 - p1).max() > 1.0, "two lightcones share initial conditions"
     slab = lightcone_slab_geometry(0.1, 0.3, 2, 1.0, cosmo.Omega_m)[1]
     lp = _power_law_spectrum(cosmo)
     (run,) = simulate_lightcone_slabs(cosmo, lp.k_h_mpc, lp.pk_mpc3_h3[0], [slab], cell_mpc_h=3.0,
-                                      seed=lightcone_seed(GLOBAL_SEED, 3, 0), a_init=0.1, n_steps=4)
+                                      seeds=[slab_seed(GLOBAL_SEED, 3, 0, 1)], a_init=0.1, n_steps=4)
     diff = float(np.abs(run.snapshots[-1].positions_mpc_h - p0).max())
     assert diff < SAME_RUN_ATOL_MPC_H, f"slab regenerated alone differs by {diff} Mpc/h"
 
@@ -117,8 +139,6 @@ def test_non_finite_simulation_names_its_index(tmp_path):
 def test_fixed_mesh_covers_every_cosmology_and_is_shared(tmp_path):
     """With mesh_omega_m (the prior's smallest Omega_m) every slab of the chunk gets one mesh,
     which covers each simulation's own slabs (astropy-checked geometry, test above)."""
-    from clustersbi.lightcone import slab_mesh_omega_m
-
     priors = [{"name": "sigma_8", "low": 0.6, "high": 1.0}, {"name": "Omega_m", "low": 0.15, "high": 0.5}]
     omega_ref = slab_mesh_omega_m(priors, 0.3)
     assert omega_ref == 0.15 and slab_mesh_omega_m(priors[:1], 0.3) == 0.3
@@ -138,5 +158,8 @@ def test_fixed_mesh_covers_every_cosmology_and_is_shared(tmp_path):
     slab = lightcone_slab_geometry(0.1, 0.3, 2, 1.0, 0.3)[0]
     lp = _power_law_spectrum(cosmos[0])
     with pytest.raises(ValueError, match="does not cover"):
-        simulate_lightcone_slabs(cosmos[0], lp.k_h_mpc, lp.pk_mpc3_h3[0], [slab], cell_mpc_h=3.0, seed=1,
+        simulate_lightcone_slabs(cosmos[0], lp.k_h_mpc, lp.pk_mpc3_h3[0], [slab], cell_mpc_h=3.0, seeds=[1],
                                  n_steps=2, mesh_shape=(2, 2, 2))
+    with pytest.raises(ValueError, match="seeds"):
+        simulate_lightcone_slabs(cosmos[0], lp.k_h_mpc, lp.pk_mpc3_h3[0], [slab], cell_mpc_h=3.0, seeds=[1, 2],
+                                 n_steps=2)

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
+import astropy.cosmology as astropy_cosmology
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from jaxpm.growth import growth_factor as jaxpm_growth
+from jaxpm.pm import linear_field, lpt, pm_forces
 
-pytest.importorskip("jaxpm")
-pytest.importorskip("camb")
-
-from clustersbi.cosmology import Cosmology, camb_power, growth_factor  # noqa: E402
-from clustersbi.simulate import (  # noqa: E402
+from clustersbi import mesh
+from clustersbi.cosmology import Cosmology, camb_power, growth_factor
+from clustersbi.lightcone import lightcone_slab_geometry, simulate_lightcone_slabs
+from clustersbi.pm import (
     NonFiniteSimulationError,
     density_power_spectrum,
-    derive_seed,
     jax_cosmology,
     lpt_on_grid,
-    lightcone_slab_geometry,
-    paint_cic,
     pm_forces_compensated,
     power_interpolator,
     run_pm,
-    simulate_lightcone_slabs,
 )
+from clustersbi.stages.simulate import slab_seed
 
 GROWTH_RTOL = 0.03  # linear growth of the lowest k bins, same-seed ratio (the issue's target)
 JAXPM_GROWTH_RTOL = 5e-4  # jaxpm growth ODE (float32 table) vs exact integral: measured 6e-7 at a=0.1, 1.2e-4 at a=0.5-0.8
@@ -50,9 +51,6 @@ def pm_run(linear_power):
 
 
 def test_jaxpm_growth_matches_analytic():
-    import jax.numpy as jnp
-    from jaxpm.growth import growth_factor as jaxpm_growth
-
     a = np.array([0.1, 0.3, 0.5, 0.8])
     got = np.asarray(jaxpm_growth(jax_cosmology(COSMO), jnp.asarray(a)))
     ref = growth_factor(a, COSMO.Omega_m)
@@ -92,13 +90,26 @@ def test_outputs_are_physical(pm_run):
     assert 150 < sigma_v < 600, f"1D velocity dispersion {sigma_v} km/s"
 
 
+def _paint_centre(pos, shape, box):
+    """The PM's density painter: clustersbi.mesh.cic_paint, cell convention "centre"."""
+    return np.asarray(mesh.cic_paint(pos, tuple(shape), box, convention="centre"))
+
+
 def test_paint_cic_conserves_mass_and_places_centres():
     rng = np.random.default_rng(0)
     pos = rng.uniform(0, 10.0, size=(1000, 3))
-    mesh = paint_cic(pos, (5, 4, 3), (10.0, 8.0, 6.0))
-    assert mesh.sum() == pytest.approx(1000, rel=1e-5)
-    one = paint_cic(np.array([[3.0, 1.0, 1.0]]), (5, 5, 5), 10.0)  # centre of cell (1, 0, 0)
+    painted = _paint_centre(pos, (5, 4, 3), (10.0, 8.0, 6.0))
+    assert painted.sum() == pytest.approx(1000, rel=1e-5)
+    one = _paint_centre(np.array([[3.0, 1.0, 1.0]]), (5, 5, 5), 10.0)  # centre of cell (1, 0, 0)
     assert one[1, 0, 0] == pytest.approx(1.0), f"cell-centre particle spread: {one[one > 0]}"
+
+
+def test_snapshot_density_is_the_centre_painting_of_its_particles(pm_run):
+    """The run's density meshes are mesh.cic_paint(positions, convention="centre") of its own particles."""
+    for snap in (pm_run.initial, pm_run.snapshots[-1]):
+        ref = _paint_centre(snap.positions_mpc_h, (N_MESH,) * 3, BOX_MPC_H)
+        np.testing.assert_allclose(snap.density, ref * (1.0 * N_MESH**3 / len(snap.positions_mpc_h)),
+                                   rtol=1e-5, atol=1e-5 * float(ref.max()), err_msg=f"a={snap.a}")
 
 
 def test_nan_power_raises_with_seed(linear_power):
@@ -110,7 +121,6 @@ def test_nan_power_raises_with_seed(linear_power):
 
 
 def test_slab_geometry_matches_astropy():
-    astropy_cosmology = pytest.importorskip("astropy.cosmology")
     z_min, z_max, n_slabs, fov = 0.1, 0.5, 12, 20.0
     for omega_m in (0.1, 0.3, 0.5):
         ref = astropy_cosmology.FlatLambdaCDM(H0=100.0, Om0=omega_m, Tcmb0=0)
@@ -132,8 +142,10 @@ def test_slab_geometry_matches_astropy():
 def test_lightcone_slabs_run_independent_seeds(linear_power):
     k, pk = linear_power
     slabs = lightcone_slab_geometry(0.1, 0.2, 2, 4.0, COSMO.Omega_m)
-    runs = simulate_lightcone_slabs(COSMO, k, pk, slabs, cell_mpc_h=8.0, seed=5, n_steps=3, keep_particles=False)
-    assert [r.seed for r in runs] == [derive_seed(5, 0), derive_seed(5, 1)]
+    seeds = [slab_seed(5, 0, 0, s.index) for s in slabs]
+    assert len(set(seeds)) == len(seeds), f"slab seeds collide: {seeds}"
+    runs = simulate_lightcone_slabs(COSMO, k, pk, slabs, cell_mpc_h=8.0, seeds=seeds, n_steps=3, keep_particles=False)
+    assert [r.seed for r in runs] == seeds
     for r, s in zip(runs, slabs):
         assert r.box_mpc_h[2] >= s.depth_mpc_h and r.box_mpc_h[0] >= s.width_mpc_h, (r.box_mpc_h, s)
         assert r.snapshots[0].a == pytest.approx(1 / (1 + s.z_centre))
@@ -151,9 +163,6 @@ def _lattice(n):
 
 
 def test_force_matches_jaxpm_pm_forces():
-    import jax.numpy as jnp
-    from jaxpm.pm import pm_forces
-
     n = 16
     x = jnp.asarray(_lattice(n) + np.random.default_rng(1).normal(0, 1.5, (n, n, n, 3)).astype(np.float32))
     ref = np.asarray(pm_forces(x, (n, n, n)))
@@ -165,8 +174,6 @@ def test_force_matches_jaxpm_pm_forces():
 @pytest.mark.parametrize("force_mesh_factor", [1, 2])
 def test_force_of_plane_wave_matches_zeldovich(force_mesh_factor):
     """Particles displaced by psi = A sin(k q): before shell crossing the 1D force is exactly psi."""
-    import jax.numpy as jnp
-
     n, amp, mode = 32, 0.3, 2
     q = _lattice(n) - 0.5
     psi = amp * np.sin(2 * np.pi * mode * q[..., 0] / n)
@@ -182,10 +189,6 @@ def test_force_of_plane_wave_matches_zeldovich(force_mesh_factor):
 def test_lpt_on_grid_matches_jaxpm_lpt(shape):
     """Our 2LPT (forces on the mesh) against jaxpm's own lpt(order=2) (CIC read at zero
     displacement), on a cubic and a rectangular mesh: equal to float32 rounding."""
-    import jax
-    from jaxpm.pm import linear_field, lpt
-
-
     cosmo = jax_cosmology(Cosmology(Omega_m=0.27, sigma_8=0.85))
     k = np.geomspace(1e-3, 10.0, 128)
     box = tuple(8.0 * n for n in shape)

@@ -42,12 +42,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("jaxpm")
-pytest.importorskip("camb")
-
-from clustersbi.cosmology import Cosmology, camb_power, growth_factor  # noqa: E402
-from clustersbi.fof import fof_halos, particle_mass_msun_h  # noqa: E402
-from clustersbi.simulate import density_power_spectrum, lightcone_slab_geometry, run_pm  # noqa: E402
+from clustersbi.cosmology import Cosmology, camb_power, growth_factor, predicted_halo_counts
+from clustersbi.fof import fof_halos, particle_mass_msun_h
+from clustersbi.lightcone import lightcone_slab_geometry
+from clustersbi.plots.simulate import (
+    plot_density_slice,
+    plot_lightcone_slabs,
+    plot_mass_function,
+    plot_power_spectrum,
+)
+from clustersbi.pm import density_power_spectrum, run_pm
 
 COSMO = Cosmology()
 BOX_MPC_H = 300.0
@@ -102,9 +106,6 @@ def power_comparison(validation_run):
 @pytest.fixture(scope="module")
 def mass_function_comparison(validation_run):
     """FoF halo counts in log mass bins from 100 particles up, and Watson13 predictions."""
-    pytest.importorskip("colossus")
-    from clustersbi.halos import predicted_halo_counts
-
     snap = validation_run.snapshots[0]
     mp = particle_mass_msun_h(COSMO.Omega_m, BOX_MPC_H, N_MESH**3)
     halos = fof_halos(snap.positions_mpc_h, snap.velocities_km_s, BOX_MPC_H, mp, b=0.2,
@@ -159,8 +160,6 @@ def _png_ok(path) -> bool:
 
 
 def test_plot_power_spectrum(tmp_path):
-    from clustersbi.plots_simulate import plot_power_spectrum
-
     k = np.geomspace(0.02, 0.6, 15)
     lin = camb_power(COSMO, [0.0], k).pk_mpc3_h3[0]
     path = tmp_path / "pk.png"
@@ -170,8 +169,6 @@ def test_plot_power_spectrum(tmp_path):
 
 
 def test_plot_mass_function(tmp_path):
-    from clustersbi.plots_simulate import plot_mass_function
-
     edges = np.geomspace(1e14, 1e15, 6)
     pred = np.array([300.0, 120, 40, 10, 2])
     path = tmp_path / "hmf.png"
@@ -181,8 +178,6 @@ def test_plot_mass_function(tmp_path):
 
 
 def test_plot_density_slice(tmp_path):
-    from clustersbi.plots_simulate import plot_density_slice
-
     dens = np.random.default_rng(0).lognormal(size=(32, 32, 32))
     path = tmp_path / "slice.png"
     plot_density_slice(dens, 100.0, path)
@@ -190,8 +185,6 @@ def test_plot_density_slice(tmp_path):
 
 
 def test_plot_lightcone_slabs(tmp_path):
-    from clustersbi.plots_simulate import plot_lightcone_slabs
-
     slabs = lightcone_slab_geometry(0.1, 0.5, 12, 20.0, COSMO.Omega_m)
     path = tmp_path / "slabs.png"
     plot_lightcone_slabs(slabs, path, fov_deg2=20.0)
@@ -201,8 +194,6 @@ def test_plot_lightcone_slabs(tmp_path):
 @pytest.mark.slow
 def test_plot_validation_run(validation_run, power_comparison, mass_function_comparison, tmp_path):
     """The plots on the validation run's own data (kept for eyeballing when run with --basetemp)."""
-    from clustersbi.plots_simulate import plot_density_slice, plot_mass_function, plot_power_spectrum
-
     c, h = power_comparison, mass_function_comparison
     plot_power_spectrum(c["k"], c["p_sim"], c["linear"], c["halofit"], tmp_path / "pk_run.png",
                         growth_ratio=c["p_sim"] / c["p_init"] / c["growth_sq"],

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from clustersbi.compress.data import load_training_set
-from clustersbi.design import DesignSpec, Prior, chunk_design
+from clustersbi.design import ChunkDesign, DesignSpec, Prior, SeedStream, chunk_design, derive_seed
 from clustersbi.fof import HALO_COLUMNS
-from clustersbi.io import h5_write_attrs
-from clustersbi.summaries import gather_training_set, summarise_chunk
+from clustersbi.io import ChunkFile, h5_read_attrs
+from clustersbi.stages.summaries import gather_training_set, summarise_chunk
 
 BOX = 500.0
 SHOT_NOISE_RTOL = 0.15  # P(k) of ~2000 Poisson-placed clusters averaged over the band
@@ -25,13 +25,15 @@ SUMMARIES = {
 }
 
 
-def write_halos(path, halos_by_index):
-    with h5py.File(path, "w") as f:
+def write_halos(path, design_params, halos_by_index):
+    """A halo file in the simulate stage's layout: per simulation its record (outer parameters
+    only, as simulate_chunk builds it), the box, and one dataset per halo column."""
+    design = ChunkDesign.from_params(design_params, with_inner=False)
+    with ChunkFile.create(path) as f:
         for index, table in halos_by_index.items():
-            g = f.create_group(f"sim_{index:06d}")
+            g = f.add_simulation(design.record(index), box_mpc_h=BOX, n_halos=len(table))
             for column in HALO_COLUMNS:
                 g[column] = table[column].to_numpy()
-            h5_write_attrs(g, {"box_mpc_h": BOX, "index": index})
 
 
 def random_halos(rng, n, log_m_low, log_m_high):
@@ -43,17 +45,21 @@ def random_halos(rng, n, log_m_low, log_m_high):
 
 
 @pytest.fixture(scope="module")
-def chunk(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("summaries")
+def design():
     spec = DesignSpec(
         outer=(Prior("Omega_m", "", "uniform", 0.2, 0.4),),
         inner=(Prior("a_X", "", "uniform", -1.4, -1.3),),
         n_simulations=2, n_inner=2, chunk_size=2, seed=3, split_fractions=(0.5, 0.5, 0.0, 0.0),
     )
-    design = chunk_design(spec, 0, with_inner=False)
+    return chunk_design(spec, 0, with_inner=False)
+
+
+@pytest.fixture(scope="module")
+def chunk(tmp_path_factory, design):
+    tmp = tmp_path_factory.mktemp("summaries")
     rng = np.random.default_rng(1)
     # simulation 0: massive haloes (clusters); simulation 1: groups far below the threshold
-    write_halos(tmp / "halos.h5", {0: random_halos(rng, 4000, 14.3, 15.0), 1: random_halos(rng, 50, 12.0, 12.5)})
+    write_halos(tmp / "halos.h5", design, {0: random_halos(rng, 4000, 14.3, 15.0), 1: random_halos(rng, 50, 12.0, 12.5)})
     summarise_chunk(tmp / "halos.h5", design, 3, SCALING, SUMMARIES, tmp / "catalogs.h5", tmp / "summaries.h5")
     return tmp
 
@@ -83,3 +89,22 @@ def test_gather_leaves_out_and_lists_empty_mocks(chunk):
     assert set(ts.x) == {"abundance", "power_spectrum"}
     with h5py.File(chunk / "train.h5") as f:
         assert list(f.attrs["excluded_empty_mocks"]) == [2, 3]
+
+
+def test_mocks_carry_their_design_point_and_scatter_seed(chunk, design):
+    records = ChunkDesign.from_params(design)
+    with h5py.File(chunk / "summaries.h5") as summ:
+        for record in records:
+            for j, inner in enumerate(record.inner):
+                attrs = h5_read_attrs(summ[f"mock_{record.index * 2 + j:07d}"])
+                assert (attrs["simulation"], attrs["inner"], attrs["split"]) == (record.index, j, record.split)
+                assert attrs["seed"] == derive_seed(3, SeedStream.SCALING_SCATTER, record.index, j)
+                np.testing.assert_array_equal(attrs["theta"], list(record.values) + list(inner))
+                assert list(attrs["param_names"]) == ["Omega_m", "a_X"]
+
+
+def test_stale_halo_file_is_rejected(chunk, design, tmp_path):
+    other = {**design, "outer": [[row[0] + 0.01] for row in design["outer"]]}
+    with pytest.raises(ValueError, match="simulation 0 has param_Omega_m .* stale"):
+        summarise_chunk(chunk / "halos.h5", other, 3, SCALING, SUMMARIES, tmp_path / "c.h5", tmp_path / "s.h5")
+    assert list(tmp_path.iterdir()) == []

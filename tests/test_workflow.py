@@ -109,7 +109,7 @@ def test_growing_the_design_runs_only_new_chunks(repo, tiny, tiny_run):
 
 
 def test_halo_catalogues_and_validation_spectra(tiny_run):
-    from clustersbi.halos import read_halo_file
+    from clustersbi.products import read_halo_file
 
     workdir, _ = tiny_run
     halos = read_halo_file(workdir / "results" / "halos" / "chunk_00000.h5")

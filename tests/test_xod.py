@@ -60,3 +60,16 @@ def test_nonfinite_rows_are_not_counted():
     bins = XodBins.linear()
     cat = pd.DataFrame({"CR": [0.1, 0.1, -1.0], "HR": [0.8, np.nan, 0.8], "z": [0.3, 0.3, 0.3]})
     assert xod_histogram(cat, bins).sum() == 1
+
+
+def test_bins_from_config_spec_and_attrs():
+    spec = {"log_cr": {"low": -2.0, "high": 0.5, "n": 5}, "hr": {"low": 0.1, "high": 2.0, "n": 4}, "z": {"low": 0.0, "high": 1.0, "n": 10}}
+    bins = XodBins.from_spec(spec)
+    np.testing.assert_array_equal(bins.log_cr, np.linspace(-2.0, 0.5, 6))
+    np.testing.assert_array_equal(bins.hr, np.linspace(0.1, 2.0, 5))
+    np.testing.assert_array_equal(bins.z, np.linspace(0.0, 1.0, 11))
+    back = XodBins.from_attrs(bins.to_attrs())
+    for axis in ("log_cr", "hr", "z"):
+        np.testing.assert_array_equal(getattr(back, axis), getattr(bins, axis))
+    with pytest.raises(ValueError, match="xod.bins.hr"):
+        XodBins.from_spec({**spec, "hr": {"low": 1.0, "high": 1.0, "n": 4}})

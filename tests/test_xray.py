@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import h5py
 import numpy as np
 import pytest
 from scipy import integrate
@@ -339,7 +340,6 @@ def test_observe_poisson_mean_and_psf_flux():
 
 
 def test_emulator_continuum_vs_bremsstrahlung():
-    pytest.importorskip("h5py")
     try:
         emu = emission.ApecEmulatorBackend()
     except ImportError as err:
@@ -358,7 +358,6 @@ def test_emulator_missing_package_names_it(monkeypatch):
 
 
 def test_emission_table_roundtrip_h5(tmp_path, brems_table):
-    h5py = pytest.importorskip("h5py")
     with h5py.File(tmp_path / "t.h5", "w") as f:
         brems_table.to_h5(f.create_group("table"))
     with h5py.File(tmp_path / "t.h5", "r") as f:
@@ -382,7 +381,6 @@ def test_apec_backend_continuum():
     reason = _atomdb_ready()
     if reason:
         pytest.skip(f"apec backend needs AtomDB data: {reason}")
-    pytest.importorskip("pyatomdb")
     apec = emission.ApecBackend(metallicity=0.0)
     edges = np.linspace(3.0, 6.0, 31)
     spec = apec.binned_spectrum(np.array([8.0]), edges)[0]

@@ -29,7 +29,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence, get_args
 
 import numpy as np
 import torch
@@ -50,11 +50,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DensityEstimatorName = Literal["mdn", "maf", "nsf"]
+DENSITY_ESTIMATORS = get_args(DensityEstimatorName)
 
 
 @dataclass
 class NPEConfig:
     """Settings of the infer stage (the workflow's ``infer`` section).
+
+    The defaults are the config schema's (workflow/schemas/sections/learn.yaml, the one
+    source of truth; tests/test_config.py checks they agree).
 
     Attributes:
         density_estimator: "mdn" (cerardi), "maf" or "nsf".
@@ -71,7 +75,7 @@ class NPEConfig:
         seed: seed of initialisation, batching and sampling.
     """
 
-    density_estimator: str = "mdn"
+    density_estimator: DensityEstimatorName = "mdn"
     num_components: int = 10
     hidden_features: int = 50
     num_transforms: int = 5
@@ -85,8 +89,8 @@ class NPEConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.density_estimator not in ("mdn", "maf", "nsf"):
-            raise ValueError(f"density_estimator must be mdn, maf or nsf, got {self.density_estimator!r}")
+        if self.density_estimator not in DENSITY_ESTIMATORS:
+            raise ValueError(f"density_estimator must be one of {DENSITY_ESTIMATORS}, got {self.density_estimator!r}")
         for name in ("num_components", "hidden_features", "batch_size", "max_epochs", "stop_after_epochs",
                      "n_posterior_samples", "n_calibration_samples"):
             if int(getattr(self, name)) < 1:
@@ -162,7 +166,7 @@ def train_npe(
     y_val: np.ndarray,
     low: Sequence[float],
     high: Sequence[float],
-    config: NPEConfig = NPEConfig(),
+    config: NPEConfig | None = None,
     *,
     device: str | torch.device | None = "auto",
 ) -> NPEResult:
@@ -172,7 +176,7 @@ def train_npe(
         theta_train, y_train: (N_train, n_params), (N_train, d_y).
         theta_val, y_val: (N_val, n_params), (N_val, d_y).
         low, high: prior box (n_params,).
-        config: NPE settings.
+        config: NPE settings (None: the defaults).
         device: "auto" (CUDA when available), "cpu", "cuda".
 
     Returns:
@@ -180,6 +184,7 @@ def train_npe(
         the prior box by rejection) with the best-validation weights.
     """
     t0 = time.perf_counter()
+    config = NPEConfig() if config is None else config
     dev = _device(device)
     th_tr, y_tr = _as_tensor(theta_train, dev), _as_tensor(y_train, dev)
     th_va, y_va = _as_tensor(theta_val, dev), _as_tensor(y_val, dev)

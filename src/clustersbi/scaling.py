@@ -50,7 +50,6 @@ __all__ = [
     "total_scatter",
     "mean_log10_luminosity",
     "assign_luminosity",
-    "luminosity_rng",
     "select_clusters",
     "q_exponential",
     "schechter_dn_dl",
@@ -117,19 +116,6 @@ def mean_log10_luminosity(mass_msun_h: np.ndarray, a_x: float, b_x: float, c_x: 
         raise ValueError("mass_msun_h must be finite and > 0")
     m = np.log10(mass / MASS_PIVOT_MSUN_H)
     return a_x + b_x * m + c_x * m * m
-
-
-def luminosity_rng(global_seed: int, simulation_index: int, inner_index: int = 0) -> np.random.Generator:
-    """Random generator for the luminosity assignment of one (simulation, inner design point).
-
-    The seed is a pure function of its three integers (numpy ``SeedSequence``), so any mock can be
-    regenerated alone, and a different stream is used for each inner M-L_X draw of a simulation.
-    """
-    for name, value in (("global_seed", global_seed), ("simulation_index", simulation_index), ("inner_index", inner_index)):
-        if int(value) < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
-    # The trailing constant tags this stage so the stream differs from other stages' streams.
-    return np.random.default_rng(np.random.SeedSequence([int(global_seed), int(simulation_index), int(inner_index), 0x4C58]))
 
 
 def assign_luminosity(

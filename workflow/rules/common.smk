@@ -64,15 +64,30 @@ def intermediate(path):
     return path if config["keep_intermediate"] else temp(path)
 
 
+def box_simulation_config():
+    """The ``simulation`` keys box runs read (lightcone geometry excluded)."""
+    return canonical({k: v for k, v in config["simulation"].items() if k != "lightcone"})
+
+
+def lightcone_simulation_config():
+    """The ``simulation`` keys lightcone runs read."""
+    return canonical({k: config["simulation"][k] for k in ("a_init", "n_steps", "lightcone")})
+
+
+def xod_binning():
+    """What an XOD depends on: the bin edges and the inference statistic."""
+    return canonical({"bins": config["xod"]["bins"], "marginal": config["xod"]["marginal"]})
+
+
 def final_outputs():
     """The default target: the design and cosmology stages, the configured analysis's
     observables and summaries, and the inference on them.
 
-    Each stage's products come from a function defined in its own rules file.
+    Each stage's products are the ``*_TARGETS`` list of its own rules file.
     """
-    outputs = design_outputs() + cosmology_outputs()
+    outputs = DESIGN_TARGETS + COSMOLOGY_TARGETS
     if config["analysis"] == "scaling":
-        outputs += simulate_box_outputs() + summaries_outputs()
+        outputs += SIMULATE_TARGETS + SUMMARIES_TARGETS
     else:
-        outputs += ldl_outputs() + xray_outputs() + xod_outputs()
-    return outputs + inference_outputs()
+        outputs += LDL_TARGETS + XRAY_TARGETS + XOD_TARGETS
+    return outputs + INFER_TARGETS

@@ -9,7 +9,7 @@ rule train_compressor:
         history="results/models/compressor/{summary}/history.csv",
         normalization="results/models/compressor/{summary}/normalization.json",
         config="results/models/compressor/{summary}/config.json",
-        checkpoint="results/models/compressor/{summary}/last.pt",
+        # last.pt beside them, the resume point, is no output: training removes it when it completes
     params:
         compress=canonical(config["compress"]),
     log:

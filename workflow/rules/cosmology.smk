@@ -1,9 +1,8 @@
 # Linear matter power spectra (CAMB), growth and distance tables, per design chunk.
 
 
-def cosmology_outputs():
-    """The cosmology stage's products (part of every analysis's target)."""
-    return [*per_chunk("results/linear_power/chunk_{chunk}.h5"), "results/plots/linear_power.png"]
+# the cosmology stage's products (part of every analysis's target)
+COSMOLOGY_TARGETS = [*per_chunk("results/linear_power/chunk_{chunk}.h5"), "results/plots/linear_power.png"]
 
 
 rule linear_power:

@@ -2,13 +2,12 @@
 # depends on the table: per-chunk rules get their parameters at DAG time (design_of_chunk).
 
 
-def design_outputs():
-    """The design stage's products (part of every analysis's target)."""
-    return [
-        "results/config/resolved.yaml",
-        "results/design/parameters.csv",
-        "results/plots/design.png",
-    ]
+# the design stage's products (part of every analysis's target)
+DESIGN_TARGETS = [
+    "results/config/resolved.yaml",
+    "results/design/parameters.csv",
+    "results/plots/design.png",
+]
 
 
 rule design_table:

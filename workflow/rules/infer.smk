@@ -1,16 +1,15 @@
 # Neural posterior estimation on the compressed summaries, calibration and plots.
 
 
-INFERENCE_PLOTS = ("predicted_vs_true", "corner", "sbc_ranks", "tarp", "training")
-
-
-def inference_outputs():
-    """Posteriors, calibration and plots per inferred training set."""
-    summaries = config["inference"]["summaries"]
-    return [
-        *expand("results/inference/{summary}/metrics.json", summary=summaries),
-        *expand("results/plots/inference/{summary}_{plot}.png", summary=summaries, plot=INFERENCE_PLOTS),
-    ]
+# posteriors, calibration and plots per inferred training set
+INFER_TARGETS = [
+    *expand("results/inference/{summary}/metrics.json", summary=config["inference"]["summaries"]),
+    *expand(
+        "results/plots/inference/{summary}_{plot}.png",
+        summary=config["inference"]["summaries"],
+        plot=("predicted_vs_true", "corner", "sbc_ranks", "tarp", "training"),
+    ),
+]
 
 
 rule train_npe:

@@ -2,16 +2,15 @@
 # painted on every lightcone slab of a chunk.
 
 
-def ldl_outputs():
-    """Trained LDL models and their plots; the painted gas is an intermediate of the xray stage."""
-    return [
-        "results/models/ldl/ne.npz",
-        "results/models/ldl/t.npz",
-        "results/models/ldl/training_summary.json",
-        "results/plots/ldl_ne_rho.png",
-        "results/plots/ldl_slices.png",
-        "results/plots/ldl_training.png",
-    ]
+# trained LDL models and their plots; the painted gas is an intermediate of the xray stage
+LDL_TARGETS = [
+    "results/models/ldl/ne.npz",
+    "results/models/ldl/t.npz",
+    "results/models/ldl/training_summary.json",
+    "results/plots/ldl_ne_rho.png",
+    "results/plots/ldl_slices.png",
+    "results/plots/ldl_training.png",
+]
 
 
 rule train_ldl:

@@ -2,24 +2,13 @@
 # Pinocchio; analysis scaling) and lightcone slabs (JaxPM; analysis ldl).
 
 
-def simulate_box_outputs():
-    """Halo catalogues and their validation plots (analysis scaling)."""
-    return [
-        *per_chunk("results/halos/chunk_{chunk}.h5"),
-        "results/plots/simulation_power.png",
-        "results/plots/halo_mass_function.png",
-        "results/plots/density_slice.png",
-    ]
-
-
-def box_simulation_config():
-    """The ``simulation`` keys box runs read (lightcone geometry excluded)."""
-    return canonical({k: v for k, v in config["simulation"].items() if k != "lightcone"})
-
-
-def lightcone_simulation_config():
-    """The ``simulation`` keys lightcone runs read."""
-    return canonical({k: config["simulation"][k] for k in ("a_init", "n_steps", "lightcone")})
+# halo catalogues and their validation plots (analysis scaling)
+SIMULATE_TARGETS = [
+    *per_chunk("results/halos/chunk_{chunk}.h5"),
+    "results/plots/simulation_power.png",
+    "results/plots/halo_mass_function.png",
+    "results/plots/density_slice.png",
+]
 
 
 rule simulate_boxes:

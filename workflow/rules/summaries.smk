@@ -2,15 +2,14 @@
 # summaries per chunk, then the gathered training sets (theta, x, split).
 
 
-def summaries_outputs():
-    """Training sets of the configured summary kinds and their plots."""
-    return [
-        *expand("results/training/{summary}.h5", summary=config["summaries"]["kinds"]),
-        "results/plots/luminosity_functions.png",
-        "results/plots/abundance.png",
-        "results/plots/power_spectra.png",
-        "results/plots/fields.png",
-    ]
+# training sets of the configured summary kinds and their plots (analysis scaling)
+SUMMARIES_TARGETS = [
+    *expand("results/training/{summary}.h5", summary=config["summaries"]["kinds"]),
+    "results/plots/luminosity_functions.png",
+    "results/plots/abundance.png",
+    "results/plots/power_spectra.png",
+    "results/plots/fields.png",
+]
 
 
 rule summarise_mocks:

@@ -2,21 +2,13 @@
 # its lightcones; the gathered training set; an observed survey binned the same way.
 
 
-def xod_outputs():
-    """XODs, the XOD training set, its plot and, when configured, the observed XOD."""
-    outputs = [
-        *per_chunk("results/xod/chunk_{chunk}.h5"),
-        "results/training/xod.h5",
-        "results/plots/xod_slices.png",
-    ]
-    if config["xod"]["observation"]["catalogue_csv"]:
-        outputs.append("results/observation/xod.h5")
-    return outputs
-
-
-def xod_binning():
-    """What an XOD depends on: the bin edges and the inference statistic."""
-    return canonical({"bins": config["xod"]["bins"], "marginal": config["xod"]["marginal"]})
+# XODs, the XOD training set, its plot and, when configured, the observed XOD
+XOD_TARGETS = [
+    *per_chunk("results/xod/chunk_{chunk}.h5"),
+    "results/training/xod.h5",
+    "results/plots/xod_slices.png",
+    *(["results/observation/xod.h5"] if config["xod"]["observation"]["catalogue_csv"] else []),
+]
 
 
 rule bin_xod:

@@ -2,15 +2,14 @@
 # slab and sep detections per chunk (cerardi section 2.3), and their figures.
 
 
-def xray_outputs():
-    """X-ray maps, detections and their figures."""
-    return [
-        *per_chunk("results/xray/maps/chunk_{chunk}.h5"),
-        *per_chunk("results/xray/catalogs/chunk_{chunk}.h5"),
-        "results/plots/xray_slab_map.png",
-        "results/plots/xray_lightcone_map.png",
-        "results/plots/xray_cr_hr_dndz.png",
-    ]
+# X-ray maps, detections and their figures
+XRAY_TARGETS = [
+    *per_chunk("results/xray/maps/chunk_{chunk}.h5"),
+    *per_chunk("results/xray/catalogs/chunk_{chunk}.h5"),
+    "results/plots/xray_slab_map.png",
+    "results/plots/xray_lightcone_map.png",
+    "results/plots/xray_cr_hr_dndz.png",
+]
 
 
 rule emission_table:

@@ -29,7 +29,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping, get_args
 
 import numpy as np
 import torch
@@ -37,13 +37,22 @@ from torch import nn
 
 from clustersbi.compress.data import (
     InputTransform,
+    StandardizeName,
     TargetScaler,
     TrainingSet,
+    TransformName,
     apply_input_transform,
     fit_input_transform,
     fit_target_scaler,
 )
-from clustersbi.compress.networks import Compressor, RegressionHead, build_extractor, n_outputs
+from clustersbi.compress.networks import (
+    Compressor,
+    ExtractorName,
+    LossName,
+    RegressionHead,
+    build_extractor,
+    n_outputs,
+)
 from clustersbi.io import atomic_path, write_json
 
 __all__ = [
@@ -65,13 +74,19 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ARCHITECTURES = ("mlp", "xod_resnet", "cnn3d", "combined")
+ArchitectureName = Literal["mlp", "xod_resnet", "cnn3d", "combined"]
+ARCHITECTURES = get_args(ArchitectureName)
 _SPATIAL_NDIM = {"xod_resnet": 2, "cnn3d": 3}
 
+# Defaults: the config schema (workflow/schemas/sections/learn.yaml, section ``compress``) is
+# the one source of truth; the workflow passes every key. A dataclass default here equals the
+# schema's (tests/test_config.py checks it); fields whose default depends on the summary kind
+# (the inputs) or that the stage derives (the architecture) have none.
 
-@dataclass
+
+@dataclass(kw_only=True)
 class InputSpec:
-    """How one named summary enters the network.
+    """How one named summary enters the network (one entry of the schema's ``compress.inputs``).
 
     Attributes:
         extractor: identity | mlp | cnn3d | xod_resnet (set from ``architecture`` unless
@@ -81,23 +96,28 @@ class InputSpec:
         channel_axis: per-sample axis holding channels (the XOD's redshift axis, a field's
             channels), moved to the front; None: a channel axis of size 1 is added when the
             sample has only spatial axes, otherwise channels are taken to be first.
-        hidden: hidden widths of an ``mlp`` extractor (N_fc_units of mls Table 1).
+        hidden: hidden widths of an ``mlp`` extractor (N_fc_units of mls Table 1); None: the
+            extractor's default (:class:`~clustersbi.compress.networks.MLPExtractor`).
     """
 
-    extractor: str = "identity"
-    transform: str = "none"
-    standardize: str = "global"
-    channel_axis: int | None = None
-    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    extractor: ExtractorName
+    transform: TransformName
+    standardize: StandardizeName
+    channel_axis: int | None
+    hidden: list[int] | None = None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class CompressorConfig:
-    """Resolved compressor configuration (every key of the workflow's ``compress`` section)."""
+    """Resolved compressor configuration (every key of the workflow's ``compress`` section).
 
-    architecture: str = "mlp"
-    loss: str = "mse"
-    inputs: dict[str, InputSpec] = field(default_factory=lambda: {"x": InputSpec()})
+    ``architecture`` and ``inputs`` come from the training set's summary kinds
+    (:func:`clustersbi.stages.compress.compressor_config`).
+    """
+
+    architecture: ArchitectureName
+    inputs: dict[str, InputSpec]
+    loss: LossName = "mse"
     n_channels_first: int = 4
     n_conv_per_block: int = 1
     n_blocks: int = 5
@@ -111,7 +131,7 @@ class CompressorConfig:
     beta2: float = 0.999
     eps: float = 1e-8
     batch_size: int = 64
-    max_epochs: int = 1000
+    max_epochs: int = 300
     patience: int = 20
     scheduler_patience: int = 10
     scheduler_factor: float = 0.5
@@ -196,10 +216,12 @@ def build_compressor(config: CompressorConfig, in_shapes: Mapping[str, tuple[int
     """Instantiate the network for channels-first per-sample ``in_shapes`` (name -> shape)."""
     extractors = {}
     for name, spec in config.inputs.items():
+        # hidden None: the extractor's own default widths
+        widths = {} if spec.hidden is None else {"hidden": spec.hidden}
         extractors[name] = build_extractor(
             spec.extractor,
             in_shapes[name],
-            hidden=spec.hidden,
+            **widths,
             dropout=config.dropout,
             n_channels_first=config.n_channels_first,
             n_conv_per_block=config.n_conv_per_block,
@@ -552,7 +574,9 @@ def _apply_trial(base: CompressorConfig, values: Mapping[str, Any]) -> Compresso
             name = key.split(":", 1)[1]
             if name not in d["inputs"]:
                 raise ValueError(f"search space key {key!r} names no input; inputs: {sorted(d['inputs'])}")
-            d["inputs"][name]["hidden"] = [int(val)] * len(d["inputs"][name]["hidden"])
+            hidden = d["inputs"][name]["hidden"]
+            # "both layers" (mls Table 1): the extractor's default has two
+            d["inputs"][name]["hidden"] = [int(val)] * (len(hidden) if hidden is not None else 2)
         elif key in d:
             d[key] = val
         else:

@@ -41,7 +41,7 @@ def compressor_config(summary: str, compress: Mapping[str, Any]):
     for kind in kinds:
         if kind not in compress["inputs"]:
             raise ValueError(f"compress.inputs has no entry for summary kind {kind!r}")
-        inputs[kind] = {k: v for k, v in compress["inputs"][kind].items() if v is not None}
+        inputs[kind] = dict(compress["inputs"][kind])  # every key, schema-filled (null kept: it means something)
     if len(kinds) == 1:
         architecture = inputs[kinds[0]]["extractor"]
         # an mlp compressor is the regression head itself (identity feature extractor)

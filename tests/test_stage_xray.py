@@ -1,9 +1,9 @@
-"""The X-ray stage's chunk orchestration on gas files written here in the contract layout.
+"""The X-ray stage (clustersbi.stages.xray) on gas files written here in the contract layout.
 
 References: the count rate of uniform gas in the field from a direct integral over the
 lightcone with astropy distances; injected single-cell clumps of known count rate and sky
-position; XOD counts by direct counting of catalogue rows; the training-set reader of the
-compression stage.
+position; XOD counts by direct counting of catalogue rows. The xod stage alone is tested in
+test_stage_xod.py.
 """
 
 from __future__ import annotations
@@ -14,23 +14,19 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from astropy import cosmology as astropy_cosmology
 from scipy import integrate
 
 from clustersbi.compress.data import load_training_set
 from clustersbi.config import load_schema, validate_config
+from clustersbi.design import ChunkDesign, DesignSpec, Prior, SeedStream, SimulationRecord, chunk_design, derive_seed
 from clustersbi.detect import catalogue_from_h5
-from clustersbi.lightcone_xray import (
-    detect_chunk,
-    emission_table_file,
-    gather_xod,
-    observed_xod,
-    read_emission_table,
-    xod_chunk,
-    xray_maps_chunk,
-)
-
-astropy_cosmology = pytest.importorskip("astropy.cosmology")
-pytest.importorskip("sep")
+from clustersbi.io import ChunkFile
+from clustersbi.lightcone import Slab, slab_attributes
+from clustersbi.products import read_emission_table
+from clustersbi.stages.xod import gather_xod, xod_chunk
+from clustersbi.stages.xray import detect_chunk, emission_table_file, xray_maps_chunk
+from clustersbi.xray import observe
 
 #: uniform gas: painted field flux vs the lightcone integral (midpoint rule over layers,
 #: flat-plane layers vs the sphere: ~1e-4 for a 1 deg field)
@@ -45,6 +41,9 @@ SLAB_Z_ATOL = 2e-4
 HR_RTOL = 1e-3
 #: Poisson realisation: total counts within this many standard deviations of the expectation
 POISSON_NSIGMA = 5.0
+#: noisy maps redrawn here from the stored (float32) noise-free maps with the documented seeds:
+#: fraction of pixels that must come out identical (a float32 rounding can move a rare draw)
+NOISE_REDRAW_MATCH = 0.999
 
 OMEGA_M, H = 0.3, 0.7
 Z_MIN, Z_MAX, N_SLABS, FOV_DEG2, CELL_MPC_H = 0.1, 0.3, 2, 1.0, 1.0
@@ -52,6 +51,7 @@ MPC_CM = 3.0856775814913673e24
 NE_OVER_NH = 1.0 + 2.0 * 0.0977  # fully ionised H + He, n_He/n_H of Anders & Grevesse (1989)
 K_B_KEV_PER_K = 8.617333262e-8
 PARAM_NAMES = ["Omega_m", "sigma_8", "A_SN1", "A_SN2", "A_AGN1", "A_AGN2"]
+N_LIGHTCONES = 2
 #: injected clumps per slab: (transverse offset in units of the slab's field half-width at the
 #: cell's distance, x and y; target count rate [cts/s] in all bands)
 CLUMPS = [((-0.5, -0.4), 0.05), ((0.45, 0.5), 0.3), ((0.1, -0.3), 1.5)]
@@ -104,18 +104,18 @@ def clump_density(table, cr_cts_s: float, chi: float, z: float) -> float:
     return float(np.sqrt(em * NE_OVER_NH / ((1 + z) ** 3 * v_cm3)))
 
 
-def write_gas_file(path, table, design):
-    """Two simulations in the gas contract layout: 0 = uniform 2 keV gas (one lightcone),
-    1 = cold faint gas with hot single-cell clumps (two lightcones). Returns the injections."""
+def write_gas_file(path, table, design_params):
+    """Two simulations in the gas contract layout (the paint_gas stage's: simulation record,
+    omega_m and h on ``sim_``, the slab geometry of clustersbi.lightcone.slab_attributes on each
+    ``slab_``), N_LIGHTCONES lightcones each: simulation 0 = uniform 2 keV gas, 1 = cold faint
+    gas with hot single-cell clumps. Returns the slab geometry and the injections."""
     geoms, z_of = slab_geometry()
     injected = []
-    with h5py.File(path, "w") as f:
-        for pos, index in enumerate(design["indices"]):
-            sim = f.create_group(f"sim_{index:06d}")
-            sim.attrs.update(index=index, seed=1000 + index, split=design["splits"][pos], omega_m=OMEGA_M, h=H)
-            for name, value in zip(design["outer_names"], design["outer"][pos]):
-                sim.attrs[f"param_{name}"] = value
-            for lc in range(1 if pos == 0 else 2):
+    with ChunkFile.create(path) as f:
+        for pos, record in enumerate(ChunkDesign.from_params(design_params, with_inner=False)):
+            sim = f.add_simulation(record, omega_m=OMEGA_M, h=H)
+            for lc in range(N_LIGHTCONES):
+                g_lc = ChunkFile.add_lightcone(sim, lc)
                 for g in geoms:
                     shape = (g["n_w"], g["n_w"], g["n_d"])
                     if pos == 0:
@@ -127,12 +127,11 @@ def write_gas_file(path, table, design):
                         for (i, j, k, chi), (_, cr) in zip(clump_cells(g, shift=3 * lc), CLUMPS):
                             ne[i, j, k] = clump_density(table, cr, chi, float(z_of(chi)))
                             t[i, j, k] = CLUMP_KT_KEV / K_B_KEV_PER_K
-                            injected.append(dict(sim=index, lc=lc, slab=g["index"], i=i, j=j, chi=chi, z=float(z_of(chi)), cr=cr))
-                    slab = sim.create_group(f"lc_{lc:02d}/slab_{g['index']:02d}")
-                    slab["ne_cm3"], slab["t_k"] = ne, t
-                    slab.attrs.update({k: v for k, v in g.items() if k not in ("n_w", "n_d")})
-                    slab.attrs.update(box_mpc_h=np.array(shape, float) * CELL_MPC_H, mesh_shape=np.array(shape),
-                                      cell_mpc_h=CELL_MPC_H, los_axis=2)
+                            injected.append(dict(sim=record.index, lc=lc, slab=g["index"], i=i, j=j, chi=chi, z=float(z_of(chi)), cr=cr))
+                    slab = Slab(**{k: g[k] for k in Slab.__dataclass_fields__})
+                    attrs = slab_attributes(slab, shape, np.array(shape, float) * CELL_MPC_H, CELL_MPC_H)
+                    g_slab = ChunkFile.add_slab(g_lc, g["index"], **attrs)
+                    g_slab["ne_cm3"], g_slab["t_k"] = ne, t
     return geoms, pd.DataFrame(injected)
 
 
@@ -150,9 +149,18 @@ def config(repo):
 
 @pytest.fixture(scope="module")
 def design():
-    rows = [[0.3, 0.8, 1.0, 1.0, 1.0, 1.0], [0.25, 0.9, 2.0, 0.7, 0.5, 1.5]]
-    return {"chunk": 0, "indices": [0, 1], "seeds": [11, 12], "splits": ["train", "val"],
-            "outer_names": PARAM_NAMES, "outer": rows, "inner_names": [], "inner": []}
+    """The chunk design as the rule params carry it (two simulations, one chunk)."""
+    spec = DesignSpec(
+        outer=(Prior("Omega_m", r"\Omega_m", "uniform", 0.2, 0.4), Prior("sigma_8", r"\sigma_8", "uniform", 0.7, 0.9),
+               *(Prior(n, n, "loguniform", 0.25, 4.0) for n in PARAM_NAMES[2:])),
+        inner=(), n_simulations=2, n_inner=1, chunk_size=2, seed=7, split_fractions=(0.5, 0.5, 0.0, 0.0),
+    )
+    return chunk_design(spec, 0)
+
+
+def xod_params(config):
+    """The xod stage's params (workflow rules/common.smk xod_binning)."""
+    return {"bins": config["xod"]["bins"], "marginal": config["xod"]["marginal"]}
 
 
 @pytest.fixture(scope="module")
@@ -162,9 +170,10 @@ def chain(tmp_path_factory, config, design):
     emission_table_file(config["xray"], Z_MAX, d / "table.h5")
     table = read_emission_table(d / "table.h5")
     geoms, injected = write_gas_file(d / "gas.h5", table, design)
-    xray_maps_chunk(d / "gas.h5", d / "table.h5", config["xray"], config["seed"], d / "maps.h5", design=design, fov_deg2=FOV_DEG2)
+    xray_maps_chunk(d / "gas.h5", d / "table.h5", config["xray"], config["seed"], d / "maps.h5",
+                    design_params=design, fov_deg2=FOV_DEG2)
     detect_chunk(d / "maps.h5", config["detection"], d / "catalogs.h5")
-    xod_chunk(d / "catalogs.h5", config["xod"], d / "xod.h5")
+    xod_chunk(d / "catalogs.h5", xod_params(config), d / "xod.h5", n_lightcones=N_LIGHTCONES)
     return d, table, geoms, injected
 
 
@@ -203,7 +212,7 @@ def test_injected_clumps_detected_with_their_count_rate(chain):
         slab_totals = f["sim_000000/lc_00/rate_cts_s"][()].astype(np.float64).sum(axis=(1, 2, 3))
     np.testing.assert_allclose(uniform["CR"], slab_totals, rtol=1e-5, err_msg="uniform slab: segment CR != map total")
     with h5py.File(d / "catalogs.h5", "r") as f:
-        cats = {lc: catalogue_from_h5(f[f"sim_000001/lc_{lc:02d}"]) for lc in (0, 1)}
+        cats = {lc: catalogue_from_h5(f[f"sim_000001/lc_{lc:02d}"]) for lc in range(N_LIGHTCONES)}
     for _, inj in injected.iterrows():
         g = geoms[int(inj.slab)]
         centre = 0.5 * g["n_w"] * CELL_MPC_H
@@ -227,7 +236,7 @@ def test_injected_clumps_detected_with_their_count_rate(chain):
 def test_xod_counts_equal_catalogue_rows_in_range(chain, config):
     d, _, _, _ = chain
     with h5py.File(d / "catalogs.h5", "r") as f:
-        rows = pd.concat([catalogue_from_h5(f[f"sim_000001/lc_{lc:02d}"]) for lc in (0, 1)])
+        rows = pd.concat([catalogue_from_h5(f[f"sim_000001/lc_{lc:02d}"]) for lc in range(N_LIGHTCONES)])
     b = config["xod"]["bins"]
     in_range = (
         (np.log10(rows["CR"]) >= b["log_cr"]["low"]) & (np.log10(rows["CR"]) <= b["log_cr"]["high"])
@@ -237,52 +246,34 @@ def test_xod_counts_equal_catalogue_rows_in_range(chain, config):
     assert 0 < in_range.sum() < len(rows), "the injection should put some sources out of range"
     with h5py.File(d / "xod.h5", "r") as f:
         xod = f["sim_000001/xod"][()]
-        assert f["sim_000001"].attrs["n_lightcones"] == 2
+        assert f["sim_000001"].attrs["n_lightcones"] == N_LIGHTCONES
         np.testing.assert_array_equal(f["sim_000001/x"][()], xod)  # marginal 'none'
     assert xod.shape == (b["log_cr"]["n"], b["hr"]["n"], b["z"]["n"])
     assert xod.sum() == in_range.sum(), f"XOD holds {xod.sum()} sources, {in_range.sum()} catalogue rows in range"
 
 
-def test_gather_writes_loadable_training_set(chain, design, tmp_path):
+def test_records_reach_the_training_set(chain, design, tmp_path):
+    """The simulation records travel gas -> maps -> catalogues -> XOD -> training set."""
     d, _, _, _ = chain
     gather_xod([d / "xod.h5"], tmp_path / "training" / "xod.h5")
     ts = load_training_set(tmp_path / "training" / "xod.h5")
     np.testing.assert_allclose(ts.theta, design["outer"], rtol=1e-12)
     assert ts.param_names == PARAM_NAMES and list(ts.split) == design["splits"]
+    for name in ("maps.h5", "catalogs.h5", "xod.h5"):
+        with ChunkFile.open(d / name) as f:
+            stored = [SimulationRecord.from_attrs(attrs) for attrs, _ in f.simulations()]
+        assert stored == list(ChunkDesign.from_params(design)), name
     with h5py.File(d / "xod.h5", "r") as f:
         np.testing.assert_array_equal(ts.x[1], f["sim_000001/x"][()])
     assert ts.x.shape == (2, 8, 8, 8)
 
 
-def test_marginal_and_lightcone_count(chain, config, tmp_path):
-    d, _, _, _ = chain
-    cfg = copy.deepcopy(config["xod"])
-    cfg["marginal"] = "z"
-    xod_chunk(d / "catalogs.h5", cfg, tmp_path / "xod_z.h5")
-    with h5py.File(tmp_path / "xod_z.h5", "r") as f, h5py.File(d / "xod.h5", "r") as full:
-        np.testing.assert_array_equal(f["sim_000001/x"][()], full["sim_000001/xod"][()].sum(axis=(0, 1)))
-    with pytest.raises(ValueError, match="lightcones"):
-        xod_chunk(d / "catalogs.h5", config["xod"], tmp_path / "bad.h5", n_lightcones=2)
-
-
-def test_observed_catalogue_binned_like_simulations(chain, config, tmp_path):
-    d, _, _, _ = chain
-    with h5py.File(d / "catalogs.h5", "r") as f:
-        cat = pd.concat([catalogue_from_h5(f[f"sim_000001/lc_{lc:02d}"]) for lc in (0, 1)])
-    csv = tmp_path / "survey.csv"
-    cat[["CR", "HR", "z"]].to_csv(csv, index=False)
-    observed_xod(csv, config["xod"], tmp_path / "observation" / "xod.h5")
-    with h5py.File(tmp_path / "observation" / "xod.h5", "r") as obs, h5py.File(d / "xod.h5", "r") as sim:
-        np.testing.assert_array_equal(obs["x"][()][0], sim["sim_000001/x"][()])
-        assert obs["x"].shape == (1, 8, 8, 8)
-
-
 def test_stale_gas_file_is_rejected(chain, config, design, tmp_path):
     d, _, _, _ = chain
     other = copy.deepcopy(design)
-    other["outer"][1][0] = 0.45
-    with pytest.raises(ValueError, match="stale"):
-        xray_maps_chunk(d / "gas.h5", d / "table.h5", config["xray"], config["seed"], tmp_path / "m.h5", design=other)
+    other["outer"][1][0] += 0.05
+    with pytest.raises(ValueError, match="simulation 1 has param_Omega_m .* stale"):
+        xray_maps_chunk(d / "gas.h5", d / "table.h5", config["xray"], config["seed"], tmp_path / "m.h5", design_params=other)
     assert not (tmp_path / "m.h5").exists()
 
 
@@ -291,7 +282,8 @@ def test_realistic_maps_poisson_noise_is_seeded_and_unbiased(chain, config, desi
     xray = copy.deepcopy(config["xray"])
     xray["realistic"].update(poisson=True, background=True, psf=True)
     for name in ("a.h5", "b.h5"):
-        xray_maps_chunk(d / "gas.h5", d / "table.h5", xray, config["seed"], tmp_path / name, design=design, fov_deg2=FOV_DEG2)
+        xray_maps_chunk(d / "gas.h5", d / "table.h5", xray, config["seed"], tmp_path / name, design_params=design,
+                        fov_deg2=FOV_DEG2)
     with h5py.File(tmp_path / "a.h5", "r") as a, h5py.File(tmp_path / "b.h5", "r") as b, h5py.File(d / "maps.h5", "r") as clean:
         noisy = a["sim_000001/lc_00/summed_cts_s"][()].astype(np.float64)
         np.testing.assert_array_equal(noisy, b["sim_000001/lc_00/summed_cts_s"][()])
@@ -305,3 +297,17 @@ def test_realistic_maps_poisson_noise_is_seeded_and_unbiased(chain, config, desi
         z = (counts - expected_counts) / np.sqrt(expected_counts)
         assert np.all(np.abs(z) < POISSON_NSIGMA), f"total counts {counts} vs expected {expected_counts} ({z} sigma)"
         assert not np.array_equal(a["sim_000001/lc_00/rate_cts_s"][0], a["sim_000001/lc_00/rate_cts_s"][1])
+        # the draws are the documented streams: derive_seed(seed, XRAY_NOISE, index, lightcone, slab),
+        # slab = n_slabs for the summed map
+        effects = dict(poisson=True, exposure_s=exposure, background_cts_s_arcmin2=xray["realistic"]["background_cts_s_arcmin2"],
+                       psf_fwhm_arcsec=xray["realistic"]["psf_fwhm_arcsec"])
+        for lc in range(N_LIGHTCONES):
+            clean_slabs = clean[f"sim_000001/lc_{lc:02d}/rate_cts_s"][()].astype(np.float64)
+            inputs = [*clean_slabs, clean[f"sim_000001/lc_{lc:02d}/summed_cts_s"][()].astype(np.float64)]
+            stored = [*a[f"sim_000001/lc_{lc:02d}/rate_cts_s"][()], a[f"sim_000001/lc_{lc:02d}/summed_cts_s"][()]]
+            for s, (rate, got) in enumerate(zip(inputs, stored)):
+                redrawn = observe(rate, xray["pixel_arcmin"], seed=derive_seed(config["seed"], SeedStream.XRAY_NOISE, 1, lc, s), **effects)
+                match = np.mean(np.isclose(redrawn, got, rtol=1e-6, atol=0.0))
+                assert match > NOISE_REDRAW_MATCH, f"lightcone {lc}, slab {s}: {match:.4f} of the pixels redrawn with the XRAY_NOISE seed"
+                other = observe(rate, xray["pixel_arcmin"], seed=derive_seed(config["seed"], SeedStream.SLAB, 1, lc, s), **effects)
+                assert np.mean(np.isclose(other, got, rtol=1e-6, atol=0.0)) < 0.5, "another stream's seed gives the same noise"

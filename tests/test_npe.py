@@ -1,5 +1,7 @@
-"""NPE on a linear-Gaussian toy with an analytic posterior; calibration (SBC, TARP); metrics
-against hand-computable cases; save/load round trip; plots are written."""
+"""clustersbi.npe on a linear-Gaussian toy with an analytic posterior: the posterior itself, its
+calibration (SBC, TARP through clustersbi.calibration), the save/load round trip, the plots.
+
+Metrics against hand-computable cases are tests/test_calibration.py."""
 
 from __future__ import annotations
 
@@ -7,20 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("sbi")
-
-from clustersbi.infer import (  # noqa: E402
-    NPEConfig,
-    evaluate_test_set,
-    figure_of_merit,
-    load_npe,
-    regression_metrics,
-    run_calibration,
-    sample_posteriors,
-    save_npe,
-    summarize_observation,
-    train_npe,
-)
+from clustersbi.calibration import evaluate_test_set, run_calibration
+from clustersbi.npe import NPEConfig, build_prior, load_npe, npe_config_from_dict, sample_posteriors, save_npe, train_npe
+from clustersbi.plots import infer as P
 
 torch.set_num_threads(2)
 
@@ -82,8 +73,6 @@ def test_npe_calibration_sbc_tarp(toy_npe, tmp_path):
     assert abs(cal["tarp_atc"]) < TARP_ATC_MAX, f"TARP ATC {cal['tarp_atc']:.4f}"
     assert np.asarray(cal["sbc_ranks"]).shape == (200, 2)
 
-    from clustersbi import plots_inference as P
-
     samples = sample_posteriors(toy_npe.posterior, x[:50], 300, seed=5)
     metrics = evaluate_test_set(samples, th[:50], ["a", "b"], fom_params=("a", "b"))
     assert metrics["per_parameter"]["a"]["r2"] > 0.9, metrics["per_parameter"]["a"]
@@ -110,27 +99,21 @@ def test_save_load_roundtrip(toy_npe, tmp_path):
     assert torch.equal(a, b), f"log_prob differs after reload: {a} vs {b}"
 
 
-def test_regression_metrics_hand_values():
-    true = np.array([[1.0], [2.0], [3.0]])
-    pred = np.array([[1.1], [1.8], [3.3]])
-    m = regression_metrics(pred, true, ["p"])["p"]
-    # eq. 11: mean(|0.1/1|, |0.2/2|, |0.3/3|) = 0.1; eq. 12: mean(0.1, -0.2, 0.3) / 2 = 1/30;
-    # eq. 13: 1 - (0.01 + 0.04 + 0.09) / 2 = 0.93.
-    assert m["mare"] == pytest.approx(0.1, rel=1e-12)
-    assert m["nmb"] == pytest.approx(1 / 30, rel=1e-12)
-    assert m["r2"] == pytest.approx(0.93, rel=1e-12)
-    with pytest.raises(ValueError, match="pred"):
-        regression_metrics(pred, true[:2], ["p"])
+def test_config_rejects_unknown_keys_and_bad_values():
+    with pytest.raises(ValueError, match="unknown infer config keys: \\['n_components'\\]"):
+        npe_config_from_dict({"n_components": 3})
+    with pytest.raises(ValueError, match="density_estimator"):
+        NPEConfig(density_estimator="gmm")
+    with pytest.raises(ValueError, match="batch_size"):
+        NPEConfig(batch_size=0)
 
 
-def test_figure_of_merit_gaussian():
-    # For a bivariate Gaussian with sigmas (0.05, 0.1) and correlation -0.8:
-    # FoM = 1 / sqrt(det C) = 1 / (0.05 * 0.1 * sqrt(1 - 0.64)) = 333.3.
-    rng = np.random.default_rng(7)
-    c = np.array([[0.05**2, -0.8 * 0.005], [-0.8 * 0.005, 0.1**2]])
-    s = rng.multivariate_normal([0.3, 0.8], c, size=200_000)
-    fom = figure_of_merit(s, 0, 1)
-    assert fom == pytest.approx(1 / (0.005 * 0.6), rel=0.01), fom
-    summ = summarize_observation(s[:5000], ["Omega_m", "sigma_8"], theta_true=np.array([0.3, 0.8]))
-    assert summ["per_parameter"]["Omega_m"]["sigma68"] == pytest.approx(0.05, rel=0.05)
-    assert summ["fom"] is not None
+def test_prior_box_is_checked():
+    prior = build_prior(LOW, HIGH)
+    # uniform on the 6 x 6 box: log density -ln 36 inside, -inf outside
+    logp = prior.log_prob(torch.tensor([[0.0, 2.9], [3.1, 0.0]])).numpy()
+    assert logp[0] == pytest.approx(-np.log(36.0), rel=1e-6) and logp[1] == -np.inf, logp
+    with pytest.raises(ValueError, match="high must exceed low"):
+        build_prior([0.0, 1.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="1D of equal length"):
+        build_prior([0.0], [1.0, 2.0])
