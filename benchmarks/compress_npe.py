@@ -4,7 +4,7 @@ Prints a table. Compressors: a few optimiser steps (forward + backward + AdamW) 
 inputs of the paper's shapes, after one warm-up step; the time per epoch is the median step
 time times the number of batches per epoch (N_train / batch size, training set sizes of the
 papers). NPE: an MDN with 10 components (6 parameters, 6-d compressed summaries, 40,000
-training samples, batch 200) trained for a few epochs with :func:`clustersbi.infer.train_npe`;
+training samples, batch 200) trained for a few epochs with :func:`clustersbi.npe.train_npe`;
 the time per epoch is measured directly.
 
 Usage: python benchmarks/compress_npe.py [--device auto] [--steps 3] [--npe-epochs 3]
@@ -59,7 +59,7 @@ def bench_compressor(name: str, cfg: CompressorConfig, in_shape, batch: int, n_t
 
 
 def bench_npe(n: int, epochs: int, device) -> dict:
-    from clustersbi.infer import NPEConfig, train_npe
+    from clustersbi.npe import NPEConfig, train_npe
 
     rng = np.random.default_rng(0)
     low, high = np.zeros(6), np.ones(6)

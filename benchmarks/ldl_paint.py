@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from clustersbi import gas, ldl
+from clustersbi.mesh import cic_paint
 
 
 def _time(fn, repeat: int) -> tuple[float, float]:
@@ -45,7 +46,7 @@ def main() -> None:
     for nside in args.nside:
         pos = jnp.asarray(gas.zeldovich_particles(0, nside, args.box))
         n = pos.shape[0]
-        _, t_paint = _time(lambda: ldl.cic_paint(pos, mesh, args.box), args.repeat)
+        _, t_paint = _time(lambda: cic_paint(pos, mesh, args.box, convention=ldl.MESH_CONVENTION), args.repeat)
         t_first, t_ldl = _time(lambda: ldl.ldl_forward(params, pos, mesh, args.box), args.repeat)
         print(f"{n:>10d} {args.mesh:>5d} {t_paint:>10.4f} {t_paint / n * 1e6:>14.4f} {t_ldl:>9.4f}"
               f" {t_ldl / n * 1e6:>12.4f} {t_first:>17.2f}", flush=True)

@@ -19,7 +19,7 @@ import numpy as np
 
 from clustersbi import ldl
 from clustersbi.cosmology import Cosmology, camb_power
-from clustersbi.simulate import lightcone_slab_geometry, lightcone_slab_mesh, simulate_lightcone_slabs
+from clustersbi.lightcone import lightcone_slab_geometry, lightcone_slab_mesh, simulate_lightcone_slabs
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
     for slab in slabs[: args.slabs]:
         t0 = time.perf_counter()
         (run,) = simulate_lightcone_slabs(cosmo, linear.k_h_mpc, linear.pk_mpc3_h3[0], [slab], cell_mpc_h=args.cell,
-                                          seed=slab.index, n_steps=args.steps, mesh_shape=mesh)
+                                          seeds=[slab.index], n_steps=args.steps, mesh_shape=mesh)
         t_pm = time.perf_counter() - t0
         pos = jax.numpy.asarray(run.snapshots[-1].positions_mpc_h)
         t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """Time per PM step vs its FFT floor, and peak memory of a 128^3 simulation.
 
-One KDK step of :mod:`clustersbi.simulate` does one force evaluation: a CIC paint (one
+One KDK step of :mod:`clustersbi.pm` does one force evaluation: a CIC paint (one
 windowed scatter), one forward and three inverse real 3D FFTs (``jnp.fft.rfftn``/``irfftn``),
 one CIC read of the 3-vector force, and the kick/drift updates. Two floors are printed next to
 it: the time of those 4 real FFTs alone on the same mesh, and of 4 complex FFTs (jaxpm's
@@ -80,7 +80,7 @@ def main() -> None:
     from jaxpm.pm import linear_field, lpt
 
     from clustersbi.cosmology import Cosmology, camb_power
-    from clustersbi.simulate import _make_advance, jax_cosmology, pm_step_factors, power_interpolator, run_pm
+    from clustersbi.pm import _make_advance, jax_cosmology, pm_step_factors, power_interpolator, run_pm
 
     dev = jax.devices()[0]
     cosmo = Cosmology()

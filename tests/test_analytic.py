@@ -36,8 +36,8 @@ MC_MAX_PULL = 5.0  # per-bin |analytic - MC| / sigma_MC, where the MC error is i
 DNDZ_CURVATURE_TOL = 0.01  # relative second difference of dN/dz in bins of dz = 0.01
 FD_RTOL = 1e-4  # Fisher elements, autodiff vs central differences (relative to sqrt(F_aa F_bb))
 AREA_DEG2 = 200.0
-#: Omega_m nodes of the test sigma table (one CAMB run each); 0.30 is a node, 0.3071 and 0.25 are not.
-OMEGA_M_NODES = np.round(np.arange(0.22, 0.4201, 0.04), 6)
+#: Omega_m nodes of the test sigma table (one CAMB run each); 0.30 is a node, 0.3071 and 0.27 are not.
+OMEGA_M_NODES = np.array([0.20, 0.25, 0.30, 0.35, 0.40])
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def _colossus_with_power(cosmo: Cosmology, path: str, name: str):
     return out
 
 
-@pytest.mark.parametrize("omega_m", [0.3071, 0.25])
+@pytest.mark.parametrize("omega_m", [0.3071, 0.27])
 def test_mass_function_matches_colossus_tinker08(sigma_tab, tmp_path, omega_m):
     """Tinker08 dn/dlnM at M500c: our CAMB sigma table + JAX Tinker08 vs colossus.
 
@@ -227,7 +227,8 @@ def test_counts_scale_linearly_with_area(model, expected):
 
 def test_dndz_is_smooth_and_sums_to_the_coarse_bins(sigma_tab, emission, expected):
     """dN/dz in 40 bins of dz = 0.01: no bin-to-bin jump (relative second difference < 1%;
-    a smooth N(z) has dz^2 N''/N ~ 1e-3 here) and the fine bins sum to the 8 coarse ones."""
+    a smooth N(z) has dz^2 N''/N ~ 1e-3 here) and the fine bins sum to the 8 coarse ones (to the
+    1e-4 of two different placements of the quadrature nodes)."""
     fine = XodBins.linear(z=(0.1, 0.5, 40))
     fine_model = an.AnalyticXodModel(an.xod_quadrature(fine, *emission, cr_cut_cts_s=0.02), sigma_tab)
     with an.jax_float64():
@@ -236,7 +237,7 @@ def test_dndz_is_smooth_and_sums_to_the_coarse_bins(sigma_tab, emission, expecte
     assert curvature.max() < DNDZ_CURVATURE_TOL, f"max relative second difference {curvature.max():.4f} at z bin {np.argmax(curvature) + 1}: {np.round(dndz, 2)}"
     coarse = expected[1]
     summed = dndz.reshape(8, 5).sum(axis=1)
-    assert np.allclose(summed, coarse, rtol=1e-6), f"fine bins summed {summed} vs coarse {coarse}"
+    assert np.allclose(summed, coarse, rtol=1e-4), f"fine bins summed {summed} vs coarse {coarse}"
 
 
 # ----------------------------------------------------------------------------- Fisher

@@ -5,6 +5,7 @@ noise (analytic per-sample widths as the reference)."""
 from __future__ import annotations
 
 import numpy as np
+import optuna
 import pytest
 import torch
 
@@ -27,6 +28,16 @@ LINEAR_R2_MIN = 0.99  # noise-free linear map: the MLP must explain > 99% of the
 NLL_WIDTH_LOG_TOL = 0.20  # median |ln(predicted std / analytic std)| for the Gaussian-NLL head
 NLL_COVERAGE_RANGE = (0.60, 0.82)  # fraction of truths within +-1 predicted std (68.3% ideal;
 # a 30-epoch CPU training still over-predicts widths by ~10%)
+
+
+#: an input as it enters untouched (the workflow's are the schema's per-kind compress.inputs)
+RAW = {"extractor": "identity", "transform": "none", "standardize": "global", "channel_axis": None}
+
+
+def _config(architecture="mlp", inputs=None, **kw) -> CompressorConfig:
+    """A compressor config of one raw input ``x`` unless ``inputs`` (name -> partial InputSpec) says otherwise."""
+    inputs = {"x": {}} if inputs is None else inputs
+    return CompressorConfig(architecture=architecture, inputs={k: {**RAW, **v} for k, v in inputs.items()}, **kw)
 
 
 def _splits(n: int, n_val: int) -> np.ndarray:
@@ -64,7 +75,7 @@ def test_output_shapes(name, cfg_kw, x_shapes, loss):
     n_params, n = 5, 6
     rng = np.random.default_rng(1)
     x = {k: rng.uniform(0.5, 3.0, size=(n, *s)) for k, s in x_shapes.items()}
-    cfg = CompressorConfig(loss=loss, head_hidden=[32, 32], **cfg_kw)
+    cfg = _config(loss=loss, head_hidden=[32, 32], **cfg_kw)
     shapes, batch = _in_shapes(cfg, x)
     model = build_compressor(cfg, shapes, n_params)
     model.train()
@@ -80,10 +91,14 @@ def test_output_shapes(name, cfg_kw, x_shapes, loss):
 
 def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="architecture"):
-        CompressorConfig(architecture="transformer")
+        _config(architecture="transformer")
     with pytest.raises(ValueError, match="loss"):
-        CompressorConfig(loss="huber")
-    cfg = CompressorConfig(architecture="cnn3d")
+        _config(loss="huber")
+    with pytest.raises(ValueError, match="takes one input"):
+        _config(inputs={"a": {}, "b": {}})
+    with pytest.raises(TypeError, match="channel_axis"):
+        CompressorConfig(architecture="mlp", inputs={"x": {"extractor": "mlp", "transform": "none", "standardize": "global"}})
+    cfg = _config(architecture="cnn3d")
     with pytest.raises(ValueError, match="spatial"):
         build_compressor(cfg, {"x": (1, 16, 16, 16)}, 3)
 
@@ -111,7 +126,7 @@ def _linear_set(n=700, n_val=100, seed=0):
 
 def test_mlp_recovers_linear_map(tmp_path):
     ts, _ = _linear_set()
-    cfg = CompressorConfig(architecture="mlp", head_hidden=[64, 64], dropout=0.0, lr=1e-2, batch_size=100,
+    cfg = _config(architecture="mlp", head_hidden=[64, 64], dropout=0.0, lr=1e-2, batch_size=100,
                            max_epochs=25, patience=25, scheduler_patience=3, seed=3)
     res = train_compressor(ts, cfg, tmp_path / "m", device="cpu")
     rng = np.random.default_rng(99)
@@ -127,7 +142,7 @@ def test_mlp_recovers_linear_map(tmp_path):
 
 def test_resume_after_kill_is_bitwise(tmp_path):
     ts, _ = _linear_set(n=400, n_val=80)
-    cfg = CompressorConfig(architecture="mlp", head_hidden=[32, 32], dropout=0.1, lr=2e-3, batch_size=32,
+    cfg = _config(architecture="mlp", head_hidden=[32, 32], dropout=0.1, lr=2e-3, batch_size=32,
                            max_epochs=6, patience=6, scheduler_patience=1, seed=11)
     full = train_compressor(ts, cfg, tmp_path / "full", device="cpu")
     part = train_compressor(ts, cfg, tmp_path / "killed", device="cpu", epoch_budget=3)
@@ -158,7 +173,7 @@ def test_mse_vs_gaussian_nll_heteroscedastic(tmp_path):
     ts = TrainingSet(theta, x, _splits(n, n_val), ["theta"])
     common = dict(architecture="mlp", head_hidden=[64, 64], dropout=0.0, lr=1e-2, batch_size=256, max_epochs=30,
                   patience=30, scheduler_patience=4, seed=0)
-    res = {loss: train_compressor(ts, CompressorConfig(loss=loss, **common), tmp_path / loss, device="cpu")
+    res = {loss: train_compressor(ts, _config(loss=loss, **common), tmp_path / loss, device="cpu")
            for loss in ("mse", "gaussian_nll")}
     m = 4000
     th_t = rng.uniform(-2.5, 2.5, size=(m, 1))
@@ -180,12 +195,11 @@ def test_mse_vs_gaussian_nll_heteroscedastic(tmp_path):
 
 
 def test_tune_compressor_runs_trials(tmp_path):
-    optuna = pytest.importorskip("optuna")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     from clustersbi.compress import TABLE1_SEARCH_SPACE, tune_compressor
 
     ts, _ = _linear_set(n=240, n_val=40)
-    base = CompressorConfig(architecture="mlp", head_hidden=[16, 16], max_epochs=3, patience=3)
+    base = _config(architecture="mlp", head_hidden=[16, 16], max_epochs=3, patience=3)
     space = {k: TABLE1_SEARCH_SPACE[k] for k in ("lr", "log2_batch_size", "head_units", "dropout")}
     out = tune_compressor(ts, base, tmp_path, search_space=space, n_trials=3, n_startup_trials=1, device="cpu")
     assert out["n_trials"] == 3 and (tmp_path / "tuning.json").exists()
@@ -194,12 +208,23 @@ def test_tune_compressor_runs_trials(tmp_path):
         tune_compressor(ts, base, tmp_path / "bad", search_space={"nonsense": {"low": 0, "high": 1}}, n_trials=1)
 
 
+def test_search_space_fc_units_widen_both_default_layers():
+    from clustersbi.compress.train import _apply_trial
+
+    base = _config("combined", inputs={"a": {"extractor": "mlp"}, "b": {"extractor": "mlp", "hidden": [8, 8, 8]}})
+    trial = _apply_trial(base, {"fc_units:a": 300, "fc_units:b": 100})
+    # hidden None is the extractor's default of two layers (mls Table 1: N_fc_units for both)
+    assert trial.inputs["a"].hidden == [300, 300] and trial.inputs["b"].hidden == [100, 100, 100]
+    with pytest.raises(ValueError, match="names no input"):
+        _apply_trial(base, {"fc_units:c": 100})
+
+
 @pytest.mark.gpu
 def test_training_on_cuda(tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     ts, B = _linear_set(n=300, n_val=60)
-    cfg = CompressorConfig(architecture="mlp", head_hidden=[32, 32], max_epochs=3, patience=3)
+    cfg = _config(architecture="mlp", head_hidden=[32, 32], max_epochs=3, patience=3)
     res = train_compressor(ts, cfg, tmp_path, device="cuda")
     assert next(res.model.parameters()).is_cuda
     mean, _ = compress(res, ts.x[:5])

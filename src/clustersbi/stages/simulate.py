@@ -9,7 +9,8 @@ Contracts (HDF5 chunk files, :class:`clustersbi.io.ChunkFile`; written atomicall
   mass_msun_h, n_part), for PM runs the validation spectra and slice (``pk_k``,
   ``pk_initial``, ``pk_final``, ``growth_ratio``, ``density_slice``), and attributes: the
   simulation record, ``box_mpc_h``, ``z``, ``n_mesh``, ``particle_mass_msun_h``, ``backend``,
-  ``n_halos``, ``cosmo_<name>`` (every cosmological parameter). Backends: JaxPM
+  ``n_halos``, ``cosmo_<name>`` (every cosmological parameter) and, for Pinocchio, the
+  ``pinocchio_seed`` it ran with (the design seed folded to 31 bits). Backends: JaxPM
   (:mod:`clustersbi.pm`, FoF halos from :mod:`clustersbi.fof`) or Pinocchio
   (:mod:`clustersbi.pinocchio`, an external executable).
 - rule ``simulate_lightcone`` (analysis ``ldl``): in the linear-power file, the chunk design,
@@ -48,6 +49,7 @@ from ..lightcone import lightcone_slab_geometry, lightcone_slab_mesh, simulate_l
 from ..pinocchio import (
     catalogue_path,
     pinocchio_parameters,
+    pinocchio_seed,
     read_catalogue,
     run_pinocchio,
     write_output_list,
@@ -178,7 +180,7 @@ def pinocchio_box_halos(
         write_output_list([settings.z_snapshot], work / "outputs")
         params = pinocchio_parameters(
             cosmo, run_flag="run", box_mpc_h=settings.box_mpc_h, grid_size=settings.n_mesh,
-            seed=seed % 2**31, min_halo_mass_particles=settings.fof_min_particles,
+            seed=seed, min_halo_mass_particles=settings.fof_min_particles,
             analytic_mass_function=int(pinocchio["analytic_mass_function"]),
             max_mem_mb=int(pinocchio["max_mem_mb"]),
         )
@@ -233,6 +235,7 @@ def simulate_chunk(
             group = out.add_simulation(
                 record, box_mpc_h=settings.box_mpc_h, z=settings.z_snapshot, n_mesh=settings.n_mesh,
                 particle_mass_msun_h=cat.particle_mass_msun_h, backend=settings.backend, n_halos=len(cat.halos),
+                **({"pinocchio_seed": pinocchio_seed(record.seed)} if settings.backend == "pinocchio" else {}),
                 **{f"cosmo_{k}": v for k, v in vars(cosmo).items()},
             )
             for column in HALO_COLUMNS:
