@@ -25,8 +25,9 @@ import logging
 import numpy as np
 import pandas as pd
 
+from .constants import RHO_CRIT_MSUN_H_MPC_H3
+
 __all__ = [
-    "RHO_CRIT_MSUN_H_MPC_H3",
     "HALO_COLUMNS",
     "particle_mass_msun_h",
     "linking_length_mpc_h",
@@ -37,9 +38,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Critical density today, 3 H0^2 / (8 pi G), in h^2 Msun / Mpc^3 (= Msun/h per (Mpc/h)^3),
-#: with G and Msun from CODATA 2018 / IAU 2015 (the value astropy gives).
-RHO_CRIT_MSUN_H_MPC_H3 = 2.77536627e11
 
 #: Columns every halo table has, in this order (extra backend-specific columns may follow).
 HALO_COLUMNS = ("x", "y", "z", "vx", "vy", "vz", "mass_msun_h", "n_part")

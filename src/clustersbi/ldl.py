@@ -106,7 +106,6 @@ __all__ = [
     "xray_residual_ne",
     "xray_residual_t",
     "smoothed_l1",
-    "ldl_loss",
     "split_masks",
     "fit_ldl",
     "mlp_init",
@@ -432,29 +431,6 @@ def smoothed_l1(
     return jnp.sum(r * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def ldl_loss(
-    params: Mapping[str, Any],
-    pos_mpc_h: jnp.ndarray,
-    data: Mapping[str, jnp.ndarray],
-    mask: jnp.ndarray,
-    mesh_shape: tuple[int, int, int],
-    box_mpc_h: float,
-    field: Field = "ne",
-    smoothing_n: float = 1.0,
-) -> jnp.ndarray:
-    """Loss of eq. (5) (``field="ne"``) or eq. (6) (``field="t"``) for one box.
-
-    Args:
-        data: mapping of mesh-shaped arrays in model units: ``ne`` (true n_e), ``t`` (true T),
-            ``weight`` (rho_DM / mean, :func:`particle_density` of the input particles) and,
-            for ``field="t"``, ``ne_sq`` (the n_e^2 factor of eq. 6: the true n_e^2 per the
-            paper, or the fitted LDL n_e^2 per Dai & Seljak).
-        mask: mesh-shaped 0/1 float selecting the voxels of the sum (train or validation).
-    """
-    resid = _xray_residual(ldl_forward(params, pos_mpc_h, mesh_shape, box_mpc_h), data, field)
-    return smoothed_l1(resid, data["weight"], mask, box_mpc_h, smoothing_n)
-
-
 def _xray_residual(pred, data: Mapping[str, jnp.ndarray], field: str) -> jnp.ndarray:
     """Eq. (5) residual for an n_e prediction, eq. (6) for a T prediction."""
     if field == "ne":
@@ -501,7 +477,10 @@ def fit_ldl(
     Args:
         params0: starting pytree (:func:`init_params`).
         pos_mpc_h: (N, 3) input DM particles [Mpc/h].
-        data: see :func:`ldl_loss`.
+        data: mapping of mesh-shaped arrays in model units: ``ne`` (true n_e), ``t`` (true T),
+            ``weight`` (rho_DM / mean, :func:`particle_density` of the input particles) and,
+            for ``field="t"``, ``ne_sq`` (the n_e^2 factor of eq. 6: the true n_e^2 per the
+            paper, or the fitted LDL n_e^2 per Dai & Seljak).
         masks: ``{"train", "val"}`` from :func:`split_masks`.
         max_iter: L-BFGS-B iteration cap (each iteration evaluates loss and gradient >= once).
 

@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 import numpy as np
+
+from ..constants import C_CM_S, E_ESU, H_ERG_S, K_B_ERG_K, K_B_KEV_PER_K, KEV_ERG, M_E_G
 from scipy import special
 
 from .response import Response, band_effective_area_cm2
@@ -64,23 +66,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# CGS constants (CODATA 2018, exact where the SI definition is exact).
-_E_ESU = 4.803204712570263e-10
-_M_E_G = 9.1093837015e-28
-_C_CM_S = 2.99792458e10
-_K_B_ERG_K = 1.380649e-16
-_H_ERG_S = 6.62607015e-27
-#: 1 keV in erg.
-KEV_ERG = 1.602176634e-9
-#: Boltzmann constant [keV/K].
-K_B_KEV_PER_K = _K_B_ERG_K / KEV_ERG
 #: n_He / n_H of the Anders & Grevesse (1989) solar mixture (AtomDB's and XSPEC's default).
 HE_ABUNDANCE_AG89 = 0.0977
 
 #: 2^5 pi e^6 / (3 m c^3) * sqrt(2 pi / (3 k m)) [cgs]: the coefficient of R&L eq. 5.14b
 #: (quoted there as 6.8e-38).
 RL_BREMS_PREFACTOR_CGS = (
-    2.0**5 * np.pi * _E_ESU**6 / (3.0 * _M_E_G * _C_CM_S**3) * np.sqrt(2.0 * np.pi / (3.0 * _K_B_ERG_K * _M_E_G))
+    2.0**5 * np.pi * E_ESU**6 / (3.0 * M_E_G * C_CM_S**3) * np.sqrt(2.0 * np.pi / (3.0 * K_B_ERG_K * M_E_G))
 )
 
 Backend = Literal["bremsstrahlung", "apec-emulator", "apec"]
@@ -126,7 +118,7 @@ def bremsstrahlung_emissivity_erg_s_cm3_hz(
     """
     nu = np.asarray(nu_hz, dtype=float)
     t = np.asarray(t_k, dtype=float)
-    u = _H_ERG_S * nu / (_K_B_ERG_K * t)
+    u = H_ERG_S * nu / (K_B_ERG_K * t)
     if gaunt == "born":
         g = gaunt_ff_born(u)
     elif gaunt == "unity":
@@ -167,11 +159,11 @@ class BremsstrahlungBackend:
         """eps(E; T) [ph s^-1 cm^3 keV^-1] per unit n_e n_H, broadcast over E and kT."""
         e = np.asarray(e_kev, dtype=float)
         kt = np.asarray(kt_kev, dtype=float)
-        nu_hz = e * KEV_ERG / _H_ERG_S
+        nu_hz = e * KEV_ERG / H_ERG_S
         eps_nu = bremsstrahlung_emissivity_erg_s_cm3_hz(nu_hz, kt / K_B_KEV_PER_K)
         z2_sum = 1.0 + 4.0 * self.he_abundance
         # per Hz -> per keV (dnu/dE = keV/h), energy -> photons (divide by E in erg)
-        return eps_nu * z2_sum * (KEV_ERG / _H_ERG_S) / (e * KEV_ERG)
+        return eps_nu * z2_sum * (KEV_ERG / H_ERG_S) / (e * KEV_ERG)
 
     def binned_spectrum(self, kt_kev: np.ndarray, e_edges_kev: np.ndarray) -> np.ndarray:
         """Photon rate per bin [ph s^-1 cm^3], shape (n_T, n_bins), per unit n_e n_H."""

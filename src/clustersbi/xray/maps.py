@@ -29,13 +29,14 @@ from dataclasses import dataclass
 from typing import Iterable, Literal, Sequence
 
 import numpy as np
+
+from ..constants import MPC_CM
 from scipy import sparse
 
 from ..cosmology import redshift_at_comoving_distance
 from .emission import K_B_KEV_PER_K, EmissionTable, HE_ABUNDANCE_AG89
 
 __all__ = [
-    "MPC_CM",
     "SkyGrid",
     "make_sky_grid",
     "overlap_matrix",
@@ -47,10 +48,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: 1 Mpc in cm (IAU 2012 au, 2015 parsec definitions).
-MPC_CM = 3.0856775814913673e24
-
 
 @dataclass(frozen=True)
 class SkyGrid:
