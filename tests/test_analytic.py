@@ -303,8 +303,8 @@ def test_xod_log_posterior_is_the_poisson_likelihood_in_the_prior_box(model, exp
     xod, _ = expected
     observed = an.mock_xods(xod, np.random.default_rng(8))
     names = ("omega_m", "sigma_8")
-    log_post = an.xod_log_posterior(observed, model, AREA_DEG2, low=[0.23, 0.6], high=[0.41, 1.0], names=names)
-    points = np.array([[0.3, 0.8], [0.28, 0.85], [0.2, 0.8], [0.3, 1.2]])
+    log_post = an.xod_log_posterior(observed, model, AREA_DEG2, low=[0.21, 0.6], high=[0.39, 1.0], names=names)
+    points = np.array([[0.3, 0.8], [0.28, 0.85], [0.2, 0.8], [0.3, 1.2]])  # two inside, two outside
     out = log_post(points)
     with an.jax_float64():
         ref = [float(an.poisson_log_likelihood(observed, an.expected_xod(an.params_from_vector(jnp.asarray(p), names), model, AREA_DEG2))) for p in points[:2]]
@@ -329,11 +329,11 @@ def test_sampler_recovers_poisson_gamma_posterior():
         out = np.full(mu.shape, -np.inf)
         ok = mu > 0
         with an.jax_float64():
-            out[ok] = np.asarray(like(jnp.asarray(mu[ok]))) + stats.gamma(a, scale=1.0 / b).logpdf(mu[ok])
+            out[ok] = np.asarray(like(jnp.asarray(mu[ok]))) + (a - 1.0) * np.log(mu[ok]) - b * mu[ok]
         return out
 
     initial = exact.mean() * (1.0 + 0.05 * rng.standard_normal((16, 1)))
-    result = an.sample_posterior(log_prob, initial, 3000, np.random.default_rng(22), names=["mu"])
+    result = an.sample_posterior(log_prob, initial, 2500, np.random.default_rng(22), names=["mu"])
     s = result.samples[:, 0]
     assert result.converged, f"not converged: tau {result.autocorr_time}, {result.n_steps} steps"
     assert abs(s.mean() - exact.mean()) < 0.05 * exact.std(), f"mean {s.mean():.4f} vs exact {exact.mean():.4f} (sd {exact.std():.4f})"

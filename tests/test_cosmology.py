@@ -109,7 +109,7 @@ def test_linear_power_stage_writes_the_design_cosmologies(tmp_path):
     )
     params = chunk_design(spec, 1)  # the last chunk: one simulation (index 2)
     fiducial = {"h": 0.7, "n_s": 0.96, "Omega_b": 0.049}
-    linear_power_stage(params, fiducial, [0.0, 0.5], (K[0], K[-1], K.size), tmp_path / "linear.h5")
+    linear_power_stage(params, fiducial, [0.0], (K[0], K[-1], K.size), tmp_path / "linear.h5")
     (record,) = ChunkDesign.from_params(params)
     with ChunkFile.open(tmp_path / "linear.h5") as f:
         ((attrs, group),) = f.simulations()

@@ -1,70 +1,104 @@
-"""The inference stage's orchestration: compressor configs, coordinates, a tiny full pass."""
+"""clustersbi.stages.infer (with clustersbi.stages.compress before it): a one-array summary through
+compression, NPE training and evaluation, with the rules' named outputs; the observation choice."""
 
+from __future__ import annotations
+
+import copy
 import json
 
+import h5py
 import numpy as np
 import pytest
 
 from clustersbi.compress.data import TrainingSet, load_training_set, write_training_set
-from clustersbi.design import Prior
-from clustersbi.posterior import (
-    compress_stage,
-    compressor_config,
-    evaluate_npe_stage,
-    to_inference_coordinates,
-    train_compressor_stage,
-    train_npe_stage,
-)
+from clustersbi.config import load_yaml, validate_config
+from clustersbi.stages.compress import compress_stage, train_compressor_stage
+from clustersbi.stages.infer import evaluate_npe_stage, observation_summary, train_npe_stage
 
+SCHEMA = "workflow/schemas/config.schema.yaml"
 PRIORS = {
     "cosmology": [{"name": "Omega_m", "label": "", "distribution": "uniform", "low": 0.1, "high": 0.5}],
     "astrophysics": [{"name": "A_SN1", "label": "", "distribution": "loguniform", "low": 0.25, "high": 4.0}],
 }
 COMPRESS = {"head_hidden": [16], "max_epochs": 40, "patience": 10, "batch_size": 16, "lr": 3e-3, "seed": 0}
 INFER = {"density_estimator": "mdn", "num_components": 2, "hidden_features": 16, "max_epochs": 60,
-         "batch_size": 32, "n_posterior_samples": 100, "n_calibration_samples": 50, "seed": 0,
-         "observation": {"kind": "holdout", "index": None, "file": None}}
+         "batch_size": 32, "n_posterior_samples": 100, "n_calibration_samples": 50, "seed": 0}
+#: the compressed Omega_m must follow the truth (counts scale with it)
+COMPRESSED_CORR_MIN = 0.8
+OMEGA_M_R2_MIN = 0.5
 
 
-def test_single_and_combined_compressor_configs():
-    single = compressor_config("xod", {})
-    assert single.architecture == "xod_resnet" and list(single.inputs) == ["x"]
-    assert single.inputs["x"].transform == "log10p1" and single.inputs["x"].channel_axis == -1
-    mlp = compressor_config("abundance", {})
-    assert mlp.architecture == "mlp" and mlp.inputs["x"].extractor == "identity"
-    combined = compressor_config("abundance+power_spectrum", {"inputs": {"power_spectrum": {"hidden": [8]}}})
-    assert combined.architecture == "combined" and set(combined.inputs) == {"abundance", "power_spectrum"}
-    assert combined.inputs["power_spectrum"].hidden == [8] and combined.inputs["power_spectrum"].transform == "log10"
+@pytest.fixture(scope="module")
+def sections(repo):
+    """``compress`` and ``infer`` as the workflow passes them: the values above, schema defaults filled."""
+    config = load_yaml(repo / "tests" / "config" / "tiny.yaml")
+    config.update(priors=copy.deepcopy(PRIORS), compress=dict(COMPRESS), infer=dict(INFER))
+    config["design"]["nested"] = False
+    config["design"]["n_inner"] = 1
+    resolved = validate_config(config, repo / SCHEMA)
+    return resolved["compress"], resolved["infer"]
 
 
-def test_inference_coordinates_are_the_prior_box():
-    priors = {p["name"]: Prior.from_mapping(p) for s in PRIORS.values() for p in s}
-    theta = np.array([[0.3, 1.0], [0.1, 4.0]])
-    y, low, high = to_inference_coordinates(theta, ["Omega_m", "A_SN1"], priors)
-    np.testing.assert_allclose(y[:, 1], np.log(theta[:, 1]))
-    np.testing.assert_allclose(low, [0.1, np.log(0.25)])
-    np.testing.assert_allclose(high, [0.5, np.log(4.0)])
-
-
-@pytest.mark.slow
-def test_single_summary_runs_through_compression_and_npe(tmp_path):
-    """A one-array summary (x = counts that depend on theta) through every inference stage."""
-    rng = np.random.default_rng(0)
-    n = 400
+def _training_set(n=400, seed=0):
+    rng = np.random.default_rng(seed)
     theta = np.column_stack([rng.uniform(0.1, 0.5, n), np.exp(rng.uniform(np.log(0.25), np.log(4.0), n))])
     rate = 50 * theta[:, :1] * np.array([1.0, 0.7, 0.4]) * (1 + 0.2 * np.log(theta[:, 1:]))
     counts = rng.poisson(np.clip(rate, 0.1, None)).astype(float)
     split = np.array(["train"] * 280 + ["val"] * 60 + ["test"] * 50 + ["holdout"] * 10)
-    write_training_set(tmp_path / "abundance.h5", TrainingSet(theta, counts, split, ["Omega_m", "A_SN1"]))
-    model_dir = tmp_path / "compressor"
-    train_compressor_stage(tmp_path / "abundance.h5", "abundance", COMPRESS, model_dir)
-    compress_stage(tmp_path / "abundance.h5", model_dir, PRIORS, tmp_path / "compressed.h5")
+    return TrainingSet(theta, counts, split, ["Omega_m", "A_SN1"])
+
+
+def test_observation_is_the_chosen_holdout_or_a_file(tmp_path):
+    ts = TrainingSet(np.arange(8.0).reshape(4, 2), np.arange(12.0).reshape(4, 3),
+                     np.array(["train", "holdout", "val", "holdout"]), ["a", "b"])
+    x, theta, what = observation_summary(ts, {"kind": "holdout", "index": None, "file": None})
+    np.testing.assert_array_equal(x, [3.0, 4.0, 5.0])
+    np.testing.assert_array_equal(theta, [2.0, 3.0])
+    assert what == "holdout mock (row 1)"
+    x, _, what = observation_summary(ts, {"kind": "holdout", "index": 1, "file": None})
+    assert what == "holdout mock (row 3)" and x[0] == 9.0
+    with pytest.raises(ValueError, match="only 2 holdout mocks"):
+        observation_summary(ts, {"kind": "holdout", "index": 2, "file": None})
+    with h5py.File(tmp_path / "obs.h5", "w") as f:
+        f["x"] = np.array([0.3, 0.1])
+    x, theta, _ = observation_summary(ts, {"kind": "file", "index": None, "file": str(tmp_path / "obs.h5")})
+    np.testing.assert_array_equal(x, [0.3, 0.1])
+    assert theta is None
+
+
+@pytest.mark.slow
+def test_single_summary_runs_through_compression_and_npe(tmp_path, sections):
+    """A one-array summary (x = counts that depend on theta) through every inference stage."""
+    compress, infer = sections
+    ts = _training_set()
+    n = len(ts.theta)
+    write_training_set(tmp_path / "abundance.h5", ts)
+    model = tmp_path / "compressor" / "model.pt"
+    train_compressor_stage(tmp_path / "abundance.h5", "abundance", compress, model)
+    for name in ("model.pt", "history.csv", "normalization.json", "config.json"):
+        assert (model.parent / name).exists(), f"train_compressor output {name} missing"
+    assert not (model.parent / "last.pt").exists(), "the resume point outlived a completed training"
+    assert json.loads((model.parent / "config.json").read_text())["inputs"]["x"]["transform"] == "log10p1"
+    compress_stage(tmp_path / "abundance.h5", model, PRIORS, tmp_path / "compressed.h5")
     compressed = load_training_set(tmp_path / "compressed.h5")
     assert compressed.param_names == ["Omega_m", "ln_A_SN1"] and compressed.x.shape == (n, 2)
-    # the counts carry Omega_m: its compressed summary correlates with the truth
-    assert np.corrcoef(compressed.x[:, 0], compressed.theta[:, 0])[0, 1] > 0.8
-    train_npe_stage(tmp_path / "compressed.h5", PRIORS, INFER, tmp_path / "npe.pt", tmp_path / "npe_history.csv")
-    evaluate_npe_stage(tmp_path / "compressed.h5", tmp_path / "npe.pt", INFER, tmp_path / "inference")
-    metrics = json.loads((tmp_path / "inference" / "metrics.json").read_text())
-    assert metrics["per_parameter"]["Omega_m"]["r2"] > 0.5, metrics["per_parameter"]["Omega_m"]
+    np.testing.assert_allclose(compressed.theta[:, 1], np.log(ts.theta[:, 1]))
+    corr = np.corrcoef(compressed.x[:, 0], compressed.theta[:, 0])[0, 1]
+    assert corr > COMPRESSED_CORR_MIN, f"compressed Omega_m vs truth: correlation {corr:.3f}"
+    npe_infer = {k: v for k, v in infer.items() if k != "observation"}  # as rule train_npe passes it
+    train_npe_stage(tmp_path / "compressed.h5", PRIORS, npe_infer, tmp_path / "npe.pt", tmp_path / "npe_history.csv")
+    outputs = {role: tmp_path / "inference" / name for role, name in
+               (("samples", "samples.h5"), ("calibration", "calibration.json"), ("metrics", "metrics.json"),
+                ("table", "metrics.csv"))}
+    evaluate_npe_stage(tmp_path / "compressed.h5", tmp_path / "npe.pt", infer, outputs)
+    metrics = json.loads(outputs["metrics"].read_text())
+    r2 = metrics["per_parameter"]["Omega_m"]["r2"]
+    assert r2 > OMEGA_M_R2_MIN, f"Omega_m R^2 {r2:.3f}: {metrics['per_parameter']['Omega_m']}"
     assert set(metrics["observation"]["per_parameter"]) == {"Omega_m", "ln_A_SN1"}
+    assert metrics["observation"]["description"] == "holdout mock (row 390)"
+    with h5py.File(outputs["samples"], "r") as f:
+        assert f["test_samples"].shape == (50, infer["n_posterior_samples"], 2)
+        np.testing.assert_allclose(f["observation_theta"][()], compressed.theta[390])
+    ranks = np.array(json.loads(outputs["calibration"].read_text())["sbc_ranks"])
+    assert ranks.shape == (50, 2)
+    assert outputs["table"].read_text().splitlines()[0].startswith("parameter,")
