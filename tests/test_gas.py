@@ -65,6 +65,23 @@ def test_camels_loader_uniform_gas_matches_hand_computation(tmp_path):
     assert np.allclose(gas.physical_ne(grid.ne_cm3, z), grid.ne_cm3 * 1.21**3)
 
 
+def test_paint_gas_particles_conserves_electrons_mass_and_mean_temperature():
+    """The loader's per-block sums (clustersbi.mesh CIC, convention "centre"): each channel keeps its
+    total, and the mass-weighted T of gas at one temperature is that temperature in every cell."""
+    rng = np.random.default_rng(7)
+    pos = rng.uniform(0.0, BOX, (5000, 3))
+    mass_g = rng.uniform(1e39, 3e39, 5000)
+    x_e = rng.uniform(1.0, 1.16, 5000)
+    electrons, mass, mass_t = gas.paint_gas_particles(pos, mass_g, x_e, np.full(5000, 3e6), MESH, BOX)
+    assert electrons.shape == mass.shape == mass_t.shape == MESH
+    n_e_total = np.sum(mass_g * gas.X_H * x_e / const.m_p.to(units.g).value)
+    assert electrons.sum() == pytest.approx(n_e_total, rel=NE_RTOL)
+    assert mass.sum() == pytest.approx(mass_g.sum(), rel=1e-12)
+    filled = mass > 0
+    assert filled.mean() > 0.99, filled.mean()
+    np.testing.assert_allclose(mass_t[filled] / mass[filled], 3e6, rtol=1e-12)
+
+
 def test_temperature_of_ionised_gas_known_value():
     # fully ionised H+He (x_e = 1.158): mu = 0.588; u = (3/2) k_B T / (mu m_p) inverted
     x_e = 1 + 0.24 / (2 * 0.76)

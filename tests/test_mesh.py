@@ -13,7 +13,10 @@ cell i at -W/2 + (i + 1/2) H from the line of sight.
 
 from __future__ import annotations
 
+import contextlib
+
 import h5py
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -41,7 +44,7 @@ SYNTHETIC_RTOL = 1e-9
 #: emission-weighted comoving distance of a bright cell vs chi_lo + (k + 1/2) H [Mpc/h]
 #: (redshift_at_comoving_distance is accurate to ~1e-7 relative; half a cell here is 1 Mpc/h)
 DEPTH_ATOL_MPC_H = 1e-2
-#: 2LPT displacement of the PM particles with a negligible linear power, in cells
+#: 2LPT displacement of the PM particles from their lattice with a negligible linear power, in cells
 PM_LATTICE_ATOL_CELLS = 1e-3
 #: PM density vs mesh.cic_paint of the snapshot's own particles
 PM_DENSITY_RTOL = 1e-5
@@ -135,18 +138,21 @@ def test_camels_loader_puts_the_mass_in_the_same_cells(tmp_path):
     np.testing.assert_allclose(grid.t_k[occupied], grid.t_k[1, 2, 3], rtol=EXACT_F64_ATOL)  # one temperature
 
 
-def test_pm_particles_start_at_cell_centres_and_paint_their_own_cells():
-    """run_pm (8^3, one step, a negligible linear power): the unperturbed particle (i, j, k) sits
-    at the centre of cell (i, j, k), and every density mesh is mesh.cic_paint of the snapshot's
-    particles in the convention "centre"."""
+def test_pm_density_is_the_centre_painting_of_its_particles():
+    """run_pm (4^3 cells of H, one step, a negligible linear power): every density mesh is mesh.cic_paint of
+    the snapshot's particles in the convention "centre". The unperturbed particle (i, j, k) sits at
+    (i + 1, j + 1, k + 1) H, the corner of the cells around it, half a cell off their centres in
+    every axis (on purpose: CIC weights are then linear in small displacements, run_pm), so the
+    lattice paints 8 x 1/8 = 1 into every cell."""
     k = np.geomspace(1e-3, 10.0, 64)
-    run = run_pm(Cosmology(), k, 1e-12 * k / (1 + k**3), mesh_shape=N, box_mpc_h=BOX, seed=1, snapshot_a=(0.2,),
+    n = 4  # the smallest mesh keeps the compilation short
+    run = run_pm(Cosmology(), k, 1e-12 * k / (1 + k**3), mesh_shape=n, box_mpc_h=n * H, seed=1, snapshot_a=(0.2,),
                  a_init=0.1, n_steps=1)
-    lattice = np.stack(np.meshgrid(*[np.arange(N)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    lattice = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
     for snap in (run.initial, *run.snapshots):
-        offset = snap.positions_mpc_h / H - (lattice + 0.5)
-        assert np.abs(offset).max() < PM_LATTICE_ATOL_CELLS, f"a={snap.a}: particles off the cell centres"
-        painted = np.asarray(mesh.cic_paint(snap.positions_mpc_h, SHAPE, BOX, convention="centre"))
+        offset = np.mod(snap.positions_mpc_h / H - (lattice + 1.0) + 0.5 * n, n) - 0.5 * n  # periodic, in cells
+        assert np.abs(offset).max() < PM_LATTICE_ATOL_CELLS, f"a={snap.a}: particles off the lattice, {offset.max()}"
+        painted = np.asarray(mesh.cic_paint(snap.positions_mpc_h, (n, n, n), n * H, convention="centre"))
         np.testing.assert_allclose(snap.density, painted, rtol=PM_DENSITY_RTOL, err_msg=f"a={snap.a}")
         np.testing.assert_allclose(snap.density, 1.0, atol=10 * PM_LATTICE_ATOL_CELLS)
 
@@ -272,6 +278,30 @@ def test_node_is_centre_translated_by_half_a_cell_in_jax(random_particles):
     read_moved = np.asarray(mesh.cic_read(field, pos + (0.5 * RECT_CELL).astype(np.float32), RECT_BOX,
                                           convention="centre"))
     np.testing.assert_allclose(read_moved, read_node, rtol=0, atol=HALF_CELL_F32_ATOL * node.max())
+
+
+@contextlib.contextmanager
+def _float64():
+    """JAX in float64 inside the block."""
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", before)
+
+
+def test_float64_positions_paint_and_read_in_float64():
+    """With jax_enable_x64 the JAX pair keeps float64 (finite-difference checks of the LDL need it)."""
+    with _float64():
+        pos = jnp.asarray(KNOWN_POSITIONS + 1e-9, jnp.float64)  # a shift float32 would round away
+        painted = mesh.cic_paint(pos, SHAPE, BOX, convention="centre")
+        read = mesh.cic_read(jnp.asarray(EXPECTED), pos, BOX, convention="centre")
+        assert painted.dtype == jnp.float64 and read.dtype == jnp.float64
+        ref = mesh.assign_to_mesh(np.asarray(pos), SHAPE, BOX, "cic", convention="centre")
+        np.testing.assert_allclose(np.asarray(painted), ref, rtol=0, atol=EXACT_F64_ATOL)
+        assert np.abs(np.asarray(painted) - EXPECTED).max() > 1e-11, "the 1e-9 Mpc/h shift was rounded away"
+    assert mesh.cic_paint(KNOWN_POSITIONS, SHAPE, BOX, convention="centre").dtype == jnp.float32
 
 
 def test_bad_convention_and_mesh_raise():

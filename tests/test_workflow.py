@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import h5py
@@ -29,6 +31,18 @@ def snakemake(repo: Path, workdir: Path, configfile: Path, *args: str) -> subpro
 def planned_outputs(log: str, rule: str) -> set[str]:
     """Outputs of the jobs of ``rule`` that a Snakemake log (or dry run) lists."""
     return set(re.findall(rf"^(?:local)?rule {rule}:\n\s+output: (\S+)", log, flags=re.MULTILINE))
+
+
+def planned_jobs(log: str) -> Counter:
+    """Jobs per rule that a Snakemake log (or dry run) lists."""
+    return Counter(re.findall(r"^(?:local)?rule (\w+):$", log, flags=re.MULTILINE))
+
+
+def dry_run(repo: Path, workdir: Path, config: dict, name: str, *targets: str) -> Counter:
+    """The jobs a dry run of ``targets`` (default: the default target) plans with ``config``."""
+    proc = snakemake(repo, workdir, write_config(workdir / name, config), "-n", *targets)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return planned_jobs(proc.stdout + proc.stderr)
 
 
 def expected_design(repo, tiny):
@@ -166,6 +180,40 @@ def test_inference_outputs(tiny_run):
         assert (workdir / "results" / "plots" / "inference" / f"abundance+power_spectrum_{plot}.png").exists()
 
 
+def test_logs_and_benchmarks_mirror_the_outputs(tiny_run):
+    """logs/<output path without results/>.log, results/benchmarks/<same>.tsv (rules renamed)."""
+    workdir, _ = tiny_run
+    summary = "abundance+power_spectrum"
+    for log in ("halos/chunk_00000.log", "summaries/chunk_00003.log", f"training/{summary}.log",
+                f"models/compressor/{summary}.log", f"compressed/{summary}.log", f"models/npe/{summary}.log",
+                f"inference/{summary}.log", "linear_power/chunk_00000.log", "design/parameters.log"):
+        assert (workdir / "logs" / log).is_file(), f"logs/{log} missing"
+    for bench in ("halos/chunk_00000.tsv", f"models/compressor/{summary}.tsv", f"models/npe/{summary}.tsv",
+                  f"inference/{summary}.tsv"):
+        table = pd.read_csv(workdir / "results" / "benchmarks" / bench, sep="\t")
+        assert len(table) == 1 and table["s"].iloc[0] > 0, f"results/benchmarks/{bench}: {table}"
+    # the resume point of a completed training is gone; the rule does not declare it
+    assert not (workdir / "results" / "models" / "compressor" / summary / "last.pt").exists()
+
+
+def test_lightcone_geometry_does_not_rerun_box_simulations(repo, tiny, tiny_run):
+    """simulate_boxes' params exclude simulation.lightcone: a new field of view reruns no box.
+
+    Dry runs against the finished run; the control edit (the number of PM steps) must rerun
+    every box, so the parse of the plan is known to see them.
+    """
+    workdir, _ = tiny_run
+    halos = [f"results/halos/chunk_{i:05d}.h5" for i in range(4)]
+    fov = copy.deepcopy(tiny)
+    fov["simulation"]["lightcone"] = {"fov_deg2": 3.0}
+    plan = dry_run(repo, workdir, fov, "fov.yaml")
+    assert plan["resolved_config"] == 1, f"the edited config was not seen: {dict(plan)}"
+    assert plan["simulate_boxes"] == 0, f"a field-of-view edit reruns box simulations: {dict(plan)}"
+    steps = copy.deepcopy(tiny)
+    steps["simulation"]["n_steps"] = tiny["simulation"]["n_steps"] + 1
+    assert dry_run(repo, workdir, steps, "steps.yaml", *halos)["simulate_boxes"] == 4
+
+
 @pytest.mark.parametrize(
     "edit, key",
     [
@@ -191,7 +239,7 @@ def test_lint_is_clean(repo, tmp_path):
 def test_slurm_profile_dry_run_asks_a_gpu_for_gpu_stages(repo, tmp_path):
     profile = yaml.safe_load((repo / "profiles" / "slurm" / "config.yaml").read_text())
     assert profile["executor"] == "slurm"
-    for rule in ("simulate", "train_ldl", "paint_gas", "train_compressor", "train_npe"):
+    for rule in ("simulate_boxes", "simulate_lightcone", "train_ldl", "paint_gas", "train_compressor", "train_npe"):
         assert profile["set-resources"][rule]["gpu"] == 1, rule
     rules_text = "".join(p.read_text() for p in (repo / "workflow" / "rules").glob("*.smk"))
     for rule in profile["set-resources"]:

@@ -7,20 +7,22 @@ count of each simulation's catalogue rows inside the bins.
 
 from __future__ import annotations
 
+import copy
+import re
 import subprocess
 import sys
+from collections import Counter
 
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from clustersbi.config import load_yaml, validate_config
 from clustersbi.design import DesignSpec, design_table
 
 pytestmark = pytest.mark.slow
-
-pytest.importorskip("sep")
 
 TARGETS = (
     "results/training/xod.h5",
@@ -39,15 +41,28 @@ def tiny_xod(repo):
     return validate_config(load_yaml(repo / "tests" / "config" / "tiny_xod.yaml"), repo / "workflow" / "schemas" / "config.schema.yaml")
 
 
+def snakemake(repo, workdir, configfile, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(configfile), "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+
+
 @pytest.fixture(scope="module")
 def xod_run(repo, tmp_path_factory):
     """The tiny XOD chain up to the XOD training set and the X-ray figures."""
     workdir = tmp_path_factory.mktemp("tiny_xod_run")
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(repo / "tests" / "config" / "tiny_xod.yaml"), "--cores", "2", *TARGETS]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    proc = snakemake(repo, workdir, repo / "tests" / "config" / "tiny_xod.yaml", *TARGETS)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return workdir
+
+
+def planned_jobs(repo, workdir, config: dict, name: str) -> Counter:
+    """Jobs per rule that a dry run of TARGETS with ``config`` plans against the finished run."""
+    configfile = workdir / name
+    configfile.write_text(yaml.safe_dump(config))
+    proc = snakemake(repo, workdir, configfile, "-n", *TARGETS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return Counter(re.findall(r"^(?:local)?rule (\w+):$", proc.stdout + proc.stderr, flags=re.MULTILINE))
 
 
 def in_bins(cat: pd.DataFrame, bins: dict) -> np.ndarray:
@@ -112,3 +127,21 @@ def test_xray_figures_written(xod_run):
         path = xod_run / target
         assert path.read_bytes()[:4] == PNG_MAGIC, f"{target} is not a PNG"
         assert path.stat().st_size > 5000, f"{target}: {path.stat().st_size} bytes"
+
+
+def test_reruns_follow_what_each_stage_reads(repo, xod_run):
+    """Dry runs against the finished chain: xod.bins reaches only the binning (and the figure
+    drawing the bins), not the lightcones; a new field of view reruns the lightcones but not
+    the LDL training boxes (train_ldl's params exclude it)."""
+    tiny = load_yaml(repo / "tests" / "config" / "tiny_xod.yaml")
+    simulations = ("simulate_lightcone", "paint_gas", "xray_maps", "detect_sources", "train_ldl")
+    bins = copy.deepcopy(tiny)
+    bins["xod"]["bins"]["hr"]["n"] = 3
+    plan = planned_jobs(repo, xod_run, bins, "bins.yaml")
+    assert plan["bin_xod"] == 2 and plan["gather_xod"] == 1, f"the bins edit was not seen: {dict(plan)}"
+    assert not any(plan[r] for r in simulations), f"an xod.bins edit reruns upstream stages: {dict(plan)}"
+    fov = copy.deepcopy(tiny)
+    fov["simulation"]["lightcone"]["fov_deg2"] = 2.0
+    plan = planned_jobs(repo, xod_run, fov, "fov.yaml")
+    assert plan["simulate_lightcone"] == 2, f"a field-of-view edit must rerun the lightcones: {dict(plan)}"
+    assert plan["train_ldl"] == 0, f"a field-of-view edit retrains the LDL boxes: {dict(plan)}"

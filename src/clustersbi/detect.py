@@ -31,6 +31,9 @@ CATALOGUE_COLUMNS = ("slab", "x_pix", "y_pix", "ra_deg", "dec_deg", "npix", "CR"
 class DetectionConfig:
     """Detection settings (config section ``detection``).
 
+    The defaults are the config schema's (workflow/schemas/sections/xray.yaml, the one source
+    of truth; tests/test_config.py checks they agree).
+
     Attributes:
         threshold: extraction threshold (see ``threshold_mode``).
         threshold_mode: ``absolute`` [cts/s per pixel] or ``sigma`` (x global background RMS).

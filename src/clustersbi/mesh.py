@@ -220,12 +220,12 @@ def cic_scatter(x, shape: tuple[int, int, int], weights=None):
     periodically): on the CPU this is 2-5x faster than eight point scatters per particle.
 
     Args:
-        x: (n, 3) float32 positions in mesh units.
+        x: (n, 3) positions in mesh units (float32; float64 with ``jax_enable_x64``).
         shape: mesh cells per axis.
         weights: (n,) weights (default 1).
 
     Returns:
-        ``shape`` float32 jax array.
+        ``shape`` jax array, float32 (float64 for float64 positions or weights with ``jax_enable_x64``).
     """
 
     x = x.reshape(-1, 3)
@@ -233,11 +233,11 @@ def cic_scatter(x, shape: tuple[int, int, int], weights=None):
     w = _cic_window_weights(frac)
     if weights is not None:
         w = w * weights.reshape(-1, 1, 1, 1)
-    padded = jnp.zeros(tuple(s + 1 for s in shape), jnp.float32)
+    padded = jnp.zeros(tuple(s + 1 for s in shape), w.dtype)
     dnums = lax.ScatterDimensionNumbers(
         update_window_dims=(1, 2, 3), inserted_window_dims=(), scatter_dims_to_operand_dims=(0, 1, 2)
     )
-    mesh = lax.scatter_add(padded, base, w.astype(jnp.float32), dnums, mode=lax.GatherScatterMode.PROMISE_IN_BOUNDS)
+    mesh = lax.scatter_add(padded, base, w, dnums, mode=lax.GatherScatterMode.PROMISE_IN_BOUNDS)
     mesh = mesh.at[0].add(mesh[-1])[:-1]
     mesh = mesh.at[:, 0].add(mesh[:, -1])[:, :-1]
     return mesh.at[:, :, 0].add(mesh[:, :, -1])[:, :, :-1]
@@ -280,10 +280,15 @@ def cic_gather(mesh_vec, x):
 
 
 def to_mesh_units(pos_mpc_h, mesh_shape: Sequence[int], box_mpc_h, convention: CellConvention):
-    """(N, 3) positions [Mpc/h] -> mesh units in which mesh point i (integer) is cell i's centre."""
+    """(N, 3) positions [Mpc/h] -> mesh units in which mesh point i (integer) is cell i's centre.
+
+    float32 (float64 for float64 positions with ``jax_enable_x64``, e.g. finite-difference checks).
+    """
     offset = _check_convention(convention)
-    scale = jnp.asarray(np.asarray(mesh_shape, np.float64) / _box_sides(box_mpc_h), dtype=jnp.float32)
-    return jnp.asarray(pos_mpc_h, jnp.float32).reshape(-1, 3) * scale - jnp.float32(offset)
+    pos = jnp.asarray(pos_mpc_h)
+    dtype = jnp.promote_types(pos.dtype, jnp.float32)
+    scale = jnp.asarray(np.asarray(mesh_shape, np.float64) / _box_sides(box_mpc_h), dtype=dtype)
+    return pos.astype(dtype).reshape(-1, 3) * scale - jnp.asarray(offset, dtype)
 
 
 @partial(jax.jit, static_argnames=("mesh_shape", "box_mpc_h", "convention"))
@@ -305,9 +310,10 @@ def cic_paint(
         convention: static cell convention (module docstring).
 
     Returns:
-        ``mesh_shape`` float32 jax array of summed weights (total = sum of the weights).
+        ``mesh_shape`` jax array of summed weights (total = sum of the weights), float32
+        (float64 for float64 positions with ``jax_enable_x64``).
     """
-    w = None if weights is None else jnp.asarray(weights, jnp.float32).reshape(-1)
+    w = None if weights is None else jnp.asarray(weights).reshape(-1)
     return cic_scatter(to_mesh_units(pos_mpc_h, mesh_shape, box_mpc_h, convention), tuple(mesh_shape), w)
 
 
