@@ -85,8 +85,11 @@ def check_semantics(config: Mapping[str, Any]) -> None:
         total = sum(design["splits"].values())
         if abs(total - 1.0) > 1e-9:
             raise ConfigError(f"design.splits: fractions must sum to 1, got {total}")
-        if design["splits"].get("train", 0) <= 0:
-            raise ConfigError("design.splits.train: must be > 0")
+        for role, why in (("train", "the compressor's training rows"), ("val", "the compressor's early stopping"),
+                          ("npe", "the NPE trains on simulations the compressor never saw"),
+                          ("npe_val", "the NPE's early stopping")):
+            if design["splits"].get(role, 0) <= 0:
+                raise ConfigError(f"design.splits.{role}: must be > 0 ({why})")
     _check_inference_summaries(config)
     if design.get("nested") and not config.get("priors", {}).get("astrophysics"):
         raise ConfigError("design.nested: a nested design needs priors.astrophysics")

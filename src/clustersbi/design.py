@@ -10,7 +10,8 @@ can be computed on their own, at DAG time, without a design file (DESIGN.md, pri
   outer point ``i``, an independently scrambled Sobol sequence of ``n_inner`` points over the
   inner (astrophysical, e.g. M-L_X) parameters. Mock ``(i, j)`` shares simulation ``i``'s
   dark matter and has inner parameters ``j``.
-* Splits are assigned per outer index from a uniform number hashed from (seed, index):
+* Splits (roles in :data:`SPLITS`) are assigned per outer index from a uniform number hashed
+  from (seed, index):
   all mocks of one simulation share a split (no leakage of one simulation's dark matter
   between training and test), and the assignment never changes when the design grows.
 * Seeds: every random stream is ``numpy.random.SeedSequence([global_seed, stream, index,
@@ -55,7 +56,12 @@ __all__ = [
     "SPLITS",
 ]
 
-SPLITS = ("train", "val", "test", "holdout")
+#: Split roles (cerardi section 3.1: 32k / 4k / 4k / 8k): the compressor is fitted on ``train``
+#: and early-stopped on ``val``; the NPE is fitted on compressions of ``npe`` simulations, which
+#: the compressor never saw, and early-stopped on ``npe_val``; ``test`` serves only SBC, TARP
+#: and metrics; ``holdout`` simulations are mock observations. New roles go at the end: the
+#: assignment compares a hashed number with the cumulative fractions in this order.
+SPLITS = ("train", "val", "test", "holdout", "npe", "npe_val")
 
 
 class SeedStream:
@@ -166,7 +172,7 @@ class DesignSpec:
     n_inner: int
     chunk_size: int
     seed: int
-    split_fractions: tuple[float, float, float, float]
+    split_fractions: tuple[float, ...]
 
     def __post_init__(self) -> None:
         if self.n_simulations < 1:

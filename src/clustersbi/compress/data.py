@@ -27,6 +27,8 @@ from typing import Any, Literal, Mapping
 import h5py
 import numpy as np
 
+from ..design import SPLITS
+
 from clustersbi.io import atomic_path
 
 __all__ = [
@@ -41,7 +43,6 @@ __all__ = [
     "fit_target_scaler",
 ]
 
-SPLITS = ("train", "val", "test", "holdout")
 
 Summary = np.ndarray | dict[str, np.ndarray]
 

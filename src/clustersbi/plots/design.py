@@ -12,7 +12,8 @@ from . import plt, save_figure
 
 __all__ = ["plot_design"]
 
-SPLIT_COLOURS = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green", "holdout": "tab:red"}
+SPLIT_COLOURS = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green", "holdout": "tab:red",
+                 "npe": "tab:purple", "npe_val": "tab:pink"}
 
 
 def plot_design(table_csv, priors: Mapping[str, Sequence[Mapping]], path) -> None:

@@ -4,7 +4,9 @@ Contract (rules of ``infer.smk``), for a compressed training set
 ``results/compressed/{summary}.h5`` (:mod:`clustersbi.stages.compress`):
 
 - ``train_npe``: out ``results/models/npe/{summary}.pt`` (:func:`clustersbi.npe.save_npe`)
-  and its training history CSV.
+  and its training history CSV; fitted on the ``npe`` rows, stopped on ``npe_val``
+  (:data:`clustersbi.design.SPLITS`): the compressor never saw them, so its overfitting cannot
+  make the posteriors too narrow.
 - ``evaluate_npe``: out ``results/inference/{summary}/``: ``samples.h5`` (test samples
   (B, S, P), truths, observation samples), ``calibration.json`` (SBC ranks and KS p-values,
   TARP), ``metrics.json`` and ``metrics.csv`` (per parameter: R^2, MARE, NMB, 68% widths;
@@ -33,14 +35,18 @@ logger = logging.getLogger(__name__)
 
 
 def train_npe_stage(compressed_file, priors, infer: Mapping[str, Any], out_file, history_file) -> None:
-    """Rule ``train_npe``: fit the NPE on the train split, early-stopping on the val split."""
+    """Rule ``train_npe``: fit the NPE on the ``npe`` split (compressions of simulations the
+    compressor never saw), early-stopping on ``npe_val``."""
     import pandas as pd
 
     ts = load_training_set(compressed_file)
     original = [n[3:] if n.startswith("ln_") else n for n in ts.param_names]
     low, high = prior_box(original, priors_by_name(priors))
     config = npe_config_from_dict({k: v for k, v in infer.items() if k != "observation"})
-    tr, va = ts.subset("train"), ts.subset("val")
+    tr, va = ts.subset("npe"), ts.subset("npe_val")
+    for split, rows in (("npe", tr), ("npe_val", va)):
+        if len(rows.theta) == 0:
+            raise ValueError(f"{compressed_file}: no '{split}' rows; grow design.n_simulations or change design.splits")
     result = train_npe(tr.theta, tr.x, va.theta, va.x, low, high, config, device="auto")
     save_npe(out_file, result)
     with atomic_path(history_file) as tmp:
