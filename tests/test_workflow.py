@@ -196,6 +196,28 @@ def test_logs_and_benchmarks_mirror_the_outputs(tiny_run):
     assert not (workdir / "results" / "models" / "compressor" / summary / "last.pt").exists()
 
 
+def test_logs_keep_the_package_log_lines(tiny_run):
+    """The scripts' one preamble routes the package's logging into the rule's log."""
+    workdir, _ = tiny_run
+    log = (workdir / "logs" / "linear_power" / "chunk_00000.log").read_text()
+    assert "clustersbi.stages.cosmology INFO: chunk 0: 3 spectra written" in log, log[-2000:]
+
+
+def test_report_builds_with_every_figure(repo, tiny_run):
+    """snakemake --report on the finished tiny run: one HTML with the stage figures and captions."""
+    import zipfile
+
+    workdir, configfile = tiny_run
+    report = workdir / "report.zip"
+    proc = snakemake(repo, workdir, configfile, "--report", str(report))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with zipfile.ZipFile(report) as z:
+        names = z.namelist()
+    for figure in ("design.png", "linear_power.png", "halo_mass_function.png", "abundance.png",
+                   "abundance+power_spectrum_tarp.png"):
+        assert any(n.endswith(figure) for n in names), f"{figure} not in the report ({len(names)} files)"
+
+
 def test_lightcone_geometry_does_not_rerun_box_simulations(repo, tiny, tiny_run):
     """simulate_boxes' params exclude simulation.lightcone: a new field of view reruns no box.
 

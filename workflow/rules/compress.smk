@@ -11,7 +11,8 @@ rule train_compressor:
         config="results/models/compressor/{summary}/config.json",
         # last.pt beside them, the resume point, is no output: training removes it when it completes
     params:
-        compress=canonical(config["compress"]),
+        # the Optuna search settings (tune) do not change a training
+        compress=canonical({k: v for k, v in config["compress"].items() if k != "tune"}),
     log:
         "logs/models/compressor/{summary}.log",
     benchmark:
