@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 #: Real outputs of external codes that cannot run here, kept beside the repository.
@@ -23,12 +24,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 def _seed_everything():
     random.seed(0)
     np.random.seed(0)  # only guards against accidental global-RNG use; code takes explicit seeds
-    try:
-        import torch
-
-        torch.manual_seed(0)
-    except ImportError:
-        pass
+    torch.manual_seed(0)
 
 
 @pytest.fixture(scope="session")
