@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from clustersbi.compress.train import CompressorConfig, InputSpec
-from clustersbi.config import ConfigError, load_schema, load_yaml, validate_config
+from clustersbi.config import ANALYSIS_PARAMETERS, PHYSICAL_RANGES, SEED_MAX, ConfigError, load_schema, load_yaml, validate_config
 from clustersbi.detect import DetectionConfig
 from clustersbi.npe import NPEConfig
 
@@ -103,6 +103,102 @@ def test_loguniform_needs_positive_low(config, schema):
     bad["priors"]["cosmology"][0].update(distribution="loguniform", low=0.0)
     with pytest.raises(ConfigError, match=r"priors\.cosmology\[0\]\.low"):
         validate_config(bad, schema)
+
+
+# --------------------------------------------------------------------------- physical bounds
+# Values that config fuzzing once found accepted (issue 17), and their neighbours: each is
+# refused when the config is read, naming the key, instead of failing in a job.
+
+
+def _set(config, path, value):
+    node = config
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        (("simulation", "n_steps"), 1e30, r"simulation\.n_steps: 1e\+30 is not an integer"),
+        (("simulation", "n_steps"), 10**30, r"simulation\.n_steps: .* greater than the maximum of 10000"),
+        (("ldl", "training", "base_iterations"), 1e30, r"ldl\.training\.base_iterations: 1e\+30 is not an integer"),
+        (("ldl", "training", "n_feedback"), 1e30, r"ldl\.training\.n_feedback: 1e\+30 is not an integer"),
+        (("seed",), 1e30, r"seed: 1e\+30 is not an integer"),
+        (("seed",), 2**32, r"seed: 4294967296 is greater than the maximum of 4294967295"),
+        (("seed",), 20.0, r"seed: 20\.0 is not an integer"),
+        (("priors", "cosmology", 0, "low"), -1.1,
+         r"priors\.cosmology\[0\]\.low: Omega_m prior low -1\.1 is outside the physical range \(0\.0, 1\.0\)"),
+        (("priors", "cosmology", 1, "high"), 3.5, r"priors\.cosmology\[1\]\.high: sigma_8 prior high 3\.5 is outside"),
+        (("priors", "cosmology", 0, "name"), "w0", r"priors\.cosmology\[0\]\.name: 'w0' is not a cosmological parameter"),
+        (("priors", "astrophysics", 0, "name"), "A_XYZ", r"priors\.astrophysics\[0\]\.name: analysis 'ldl' has no parameter"),
+        (("priors", "astrophysics", 0, "high"), 1e30, r"priors\.astrophysics\[0\]\.high: A_SN1 prior high .* outside"),
+        (("cosmology", "fiducial", "h"), 2.5, r"cosmology\.fiducial\.h: 2\.5 is outside the physical range \(0\.0, 2\.0\)"),
+        (("cosmology", "fiducial", "n_s"), 0.2, r"cosmology\.fiducial\.n_s: 0\.2 is outside"),
+        (("cosmology", "fiducial", "Omega_b"), 0.2,
+         r"cosmology\.fiducial\.Omega_b: Omega_b 0\.2 is not below Omega_m 0\.1 \(priors\.cosmology\[0\]\.low\)"),
+        (("simulation", "lightcone", "fov_deg2"), float("nan"), r"simulation\.lightcone\.fov_deg2: nan is not a finite number"),
+        (("simulation", "lightcone", "fov_deg2"), 41253.0, r"simulation\.lightcone\.fov_deg2: .*maximum of 32400"),
+        (("simulation", "lightcone", "z_min"), 0.6, r"simulation\.lightcone\.z_min: must be below simulation\.lightcone\.z_max"),
+        (("simulation", "a_init"), 0.9, r"simulation\.lightcone\.z_max: z = 0\.5 is not after the initial conditions"),
+        (("design", "chunk_size"), 2.0, r"design\.chunk_size: 2\.0 is not an integer"),
+        (("xod", "bins", "z", "high"), 0.05, r"xod\.bins\.z\.low: must be below xod\.bins\.z\.high"),
+        (("xray", "bands_kev", 1), [2.0, 1.0], r"xray\.bands_kev\[1\]: the band must be increasing"),
+        (("detection", "hr_bands"), [2, 0], r"detection\.hr_bands\[0\]: band 2 does not exist"),
+        (("detection", "threshold_mode"), "sigma", r"detection\.threshold_mode: 'sigma' needs detection\.subtract_background"),
+        (("xod", "observation", "catalogue_csv"), "", r"xod\.observation\.catalogue_csv: '' should be non-empty"),
+    ],
+)
+def test_nonsensical_values_are_refused_naming_the_key(config, schema, path, value, message):
+    _set(config, path, value)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config, schema)
+
+
+def test_the_physical_ranges_accept_the_shipped_priors(repo, schema):
+    """Every shipped config's priors and fiducial values lie inside PHYSICAL_RANGES (sanity of the table)."""
+    for name in SHIPPED_CONFIGS:
+        config = validate_config(load_yaml(repo / name), schema)
+        for prior in config["priors"]["cosmology"]:
+            lo, hi = PHYSICAL_RANGES[prior["name"]]
+            assert lo < prior["low"] < prior["high"] < hi, f"{name}: {prior}"
+
+
+def test_the_tables_are_the_stages_and_the_schemas(schema):
+    """ANALYSIS_PARAMETERS repeats the stages' parameter names; SEED_MAX is every seed's maximum."""
+    from clustersbi.stages.ldl import FEEDBACK_NAMES
+    from clustersbi.stages.summaries import MLX_NAMES
+
+    assert ANALYSIS_PARAMETERS == {"scaling": tuple(MLX_NAMES), "ldl": tuple(FEEDBACK_NAMES)}
+    props = schema["properties"]
+    for seed in (props["seed"], props["compress"]["properties"]["seed"], props["infer"]["properties"]["seed"]):
+        assert seed["maximum"] == SEED_MAX and seed["minimum"] == 0, seed
+
+
+def test_every_numeric_key_is_bounded(schema):
+    """Integers and numbers have a lower and an upper bound (or an enum) in the schema, except the
+    parameter values, which check_semantics bounds by name (PHYSICAL_RANGES, ASTROPHYSICAL_RANGES)."""
+    by_name = {"priors.cosmology[].low", "priors.cosmology[].high", "priors.astrophysics[].low",
+               "priors.astrophysics[].high", "ldl.camels.snapshots[].parameters.*",
+               *(f"cosmology.fiducial.{n}" for n in PHYSICAL_RANGES)}
+    unbounded = []
+
+    def walk(node, path):
+        if "$ref" in node:
+            node = schema["definitions"][node["$ref"].rsplit("/", 1)[-1]]
+        types = node.get("type") if isinstance(node.get("type"), list) else [node.get("type")]
+        if {"integer", "number"} & set(types) and path not in by_name and "enum" not in node:
+            if not ({"minimum", "exclusiveMinimum"} & set(node) and {"maximum", "exclusiveMaximum"} & set(node)):
+                unbounded.append(path)
+        for key, sub in node.get("properties", {}).items():
+            walk(sub, f"{path}.{key}" if path else key)
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], path + "[]")
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], path + ".*")
+
+    walk(schema, "")
+    assert not unbounded, f"numeric keys without a lower and an upper bound: {unbounded}"
 
 
 # --------------------------------------------------------------------------- one source of defaults
