@@ -39,12 +39,13 @@ def sections(repo):
     return resolved["compress"], resolved["infer"]
 
 
-def _training_set(n=400, seed=0):
+def _training_set(n=520, seed=0):
     rng = np.random.default_rng(seed)
     theta = np.column_stack([rng.uniform(0.1, 0.5, n), np.exp(rng.uniform(np.log(0.25), np.log(4.0), n))])
     rate = 50 * theta[:, :1] * np.array([1.0, 0.7, 0.4]) * (1 + 0.2 * np.log(theta[:, 1:]))
     counts = rng.poisson(np.clip(rate, 0.1, None)).astype(float)
-    split = np.array(["train"] * 280 + ["val"] * 60 + ["test"] * 50 + ["holdout"] * 10)
+    # every role (clustersbi.design.SPLITS): the NPE fits the npe rows, which the compressor never saw
+    split = np.array(["train"] * 280 + ["val"] * 60 + ["npe"] * 100 + ["npe_val"] * 20 + ["test"] * 50 + ["holdout"] * 10)
     return TrainingSet(theta, counts, split, ["Omega_m", "A_SN1"])
 
 
@@ -95,7 +96,7 @@ def test_single_summary_runs_through_compression_and_npe(tmp_path, sections):
     r2 = metrics["per_parameter"]["Omega_m"]["r2"]
     assert r2 > OMEGA_M_R2_MIN, f"Omega_m R^2 {r2:.3f}: {metrics['per_parameter']['Omega_m']}"
     assert set(metrics["observation"]["per_parameter"]) == {"Omega_m", "ln_A_SN1"}
-    assert metrics["observation"]["description"] == "holdout mock (row 390)"
+    assert metrics["observation"]["description"] == "holdout mock (row 510)"
     with h5py.File(outputs["samples"], "r") as f:
         assert f["test_samples"].shape == (50, infer["n_posterior_samples"], 2)
         np.testing.assert_allclose(f["observation_theta"][()], compressed.theta[390])
