@@ -8,7 +8,8 @@ by a translation of half a cell).
 Every grid of the simulation chain uses the convention "centre" (cell i spans [i H, (i+1) H),
 centred at (i + 1/2) H): the PM density, the LDL input mesh, the synthetic and CAMELS gas grids,
 and the X-ray painter, which sees cell k of a slab at chi_lo + (k + 1/2) H and a transverse
-cell i at -W/2 + (i + 1/2) H from the line of sight.
+cell i at -W/2 + (i + 1/2) H from the line of sight. (The PM's unperturbed particles sit half a
+cell off the cell centres, at (i + 1) H: run_pm starts them between its mesh points.)
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def _expected_counts() -> np.ndarray:
 EXPECTED = _expected_counts()
 
 
-# ----------------------------------------------------------------------------- (1) one painter
+# ----------------------------------------------------------------------------- every grid, the same cells
 
 
 def test_known_positions_by_both_painters():
@@ -205,7 +206,7 @@ def test_xray_painter_sees_cells_where_the_painters_put_them():
         f"bright cell k=2 seen at chi = {chi:.4f} Mpc/h, expected chi_lo + 2.5 H = {CHI_LO_MPC_H + 2.5 * H}")
 
 
-# ----------------------------------------------------------------------------- (2)-(4) the painter
+# ----------------------------------------------------------------------------- the painter itself
 
 
 RECT_SHAPE = (12, 10, 14)

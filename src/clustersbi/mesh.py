@@ -7,9 +7,11 @@ Cell convention (:data:`CellConvention`, an explicit argument of every function)
 size H = L / N along an axis:
 
 - ``"centre"``: cell i spans [i H, (i + 1) H) and its value is centred at (i + 1/2) H: a
-  particle at a cell centre puts all its weight into that cell. The PM particles start at
-  cell centres, and the X-ray painter integrates cell k of a slab over
-  [chi_lo + k H, chi_lo + (k + 1) H): the grids of the simulation chain use this convention.
+  particle at a cell centre puts all its weight into that cell. The PM density is painted in
+  it (the PM force mesh's points are these cell centres; the particles start half a cell off
+  them, where CIC weights are linear in the displacement, see :func:`clustersbi.pm.run_pm`), and
+  the X-ray painter integrates cell k of a slab over [chi_lo + k H, chi_lo + (k + 1) H): the
+  grids of the simulation chain use this convention.
 - ``"node"``: mesh point i sits at i H (pmesh, JaxPM, Pylians): the convention of the
   catalogue P(k) estimator (interlacing shifts of half a cell are defined from it).
 
@@ -319,9 +321,19 @@ def cic_paint(
 
 @partial(jax.jit, static_argnames=("box_mpc_h", "convention"))
 def cic_read(mesh, pos_mpc_h, box_mpc_h: float | tuple[float, float, float], *, convention: CellConvention):
-    """CIC interpolation of a periodic scalar mesh at (N, 3) positions [Mpc/h] -> (N,)."""
-    x = to_mesh_units(pos_mpc_h, mesh.shape, box_mpc_h, convention)
-    return cic_gather(mesh[..., None], x)[:, 0]
+    """CIC interpolation of a periodic scalar mesh at (N, 3) positions [Mpc/h] -> (N,).
+
+    One gather of the (N, 8) neighbour values: for a scalar field this differentiates about
+    twice as fast as :func:`cic_gather`'s eight vector passes (the LDL's gradient reads).
+    """
+    shape = mesh.shape
+    x = to_mesh_units(pos_mpc_h, shape, box_mpc_h, convention)
+    base, frac = _cic_base(x, shape)
+    offsets = jnp.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=jnp.int32)  # (8, 3)
+    idx = (base[:, None, :] + offsets[None, :, :]) % jnp.asarray(shape, jnp.int32)
+    weights = jnp.prod(jnp.where(offsets[None, :, :] == 1, frac[:, None, :], 1.0 - frac[:, None, :]), axis=-1)
+    flat = (idx[..., 0] * shape[1] + idx[..., 1]) * shape[2] + idx[..., 2]
+    return jnp.sum(mesh.ravel()[flat] * weights, axis=-1)
 
 
 def particle_density(pos_mpc_h, mesh_shape: tuple[int, int, int], box_mpc_h, *, convention: CellConvention):
