@@ -6,7 +6,6 @@ targets from the LDL model itself (identifiability) or from the synthetic gas mo
 
 from __future__ import annotations
 
-import contextlib
 
 import jax
 import jax.flatten_util
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from clustersbi import gas, ldl, mesh
+from clustersbi.analytic import jax_float64
 
 # ---- tolerances (named; measured values in comments, 2-core CPU)
 MASS_RTOL = 1e-5  # float32 scatter-add of <= 1e4 unit weights
@@ -118,20 +118,9 @@ def test_ldl_reads_fields_at_cell_centres():
     assert np.allclose(got, expected, atol=1e-4), np.abs(got - expected).max()
 
 
-@contextlib.contextmanager
-def _float64():
-    """JAX in float64 inside the block (jax.experimental.enable_x64 is gone from newer jax)."""
-    before = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", before)
-
-
 def test_model_gradient_matches_finite_differences(particles):
     # float64 for the finite differences (CIC is piecewise linear, so h must stay small).
-    with _float64():
+    with jax_float64():
         pos = jnp.asarray(particles[0], jnp.float64)
         params = ldl.init_params(2, 2, mean_target=1.0, n=-1.0, alpha=0.2, k_nyquist=K_NYQ)
         params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params)

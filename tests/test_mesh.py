@@ -14,7 +14,6 @@ cell off the cell centres, at (i + 1) H: run_pm starts them between its mesh poi
 
 from __future__ import annotations
 
-import contextlib
 
 import h5py
 import jax
@@ -27,6 +26,7 @@ from clustersbi.cosmology import Cosmology, comoving_distance_mpc_h
 from clustersbi.pm import run_pm
 from clustersbi.stages.xray import paint_gas_lightcone
 from clustersbi.xray import EmissionTable, SkyGrid
+from clustersbi.analytic import jax_float64
 
 # ---- tolerances (named per quantity)
 #: float32 JAX painting of exactly representable weights (0, 1/8, 1/2, 1) per cell
@@ -281,20 +281,9 @@ def test_node_is_centre_translated_by_half_a_cell_in_jax(random_particles):
     np.testing.assert_allclose(read_moved, read_node, rtol=0, atol=HALF_CELL_F32_ATOL * node.max())
 
 
-@contextlib.contextmanager
-def _float64():
-    """JAX in float64 inside the block."""
-    before = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", before)
-
-
 def test_float64_positions_paint_and_read_in_float64():
     """With jax_enable_x64 the JAX pair keeps float64 (finite-difference checks of the LDL need it)."""
-    with _float64():
+    with jax_float64():
         pos = jnp.asarray(KNOWN_POSITIONS + 1e-9, jnp.float64)  # a shift float32 would round away
         painted = mesh.cic_paint(pos, SHAPE, BOX, convention="centre")
         read = mesh.cic_read(jnp.asarray(EXPECTED), pos, BOX, convention="centre")

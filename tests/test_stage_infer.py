@@ -99,7 +99,7 @@ def test_single_summary_runs_through_compression_and_npe(tmp_path, sections):
     assert metrics["observation"]["description"] == "holdout mock (row 510)"
     with h5py.File(outputs["samples"], "r") as f:
         assert f["test_samples"].shape == (50, infer["n_posterior_samples"], 2)
-        np.testing.assert_allclose(f["observation_theta"][()], compressed.theta[390])
+        np.testing.assert_allclose(f["observation_theta"][()], compressed.theta[510])
     ranks = np.array(json.loads(outputs["calibration"].read_text())["sbc_ranks"])
     assert ranks.shape == (50, 2)
     assert outputs["table"].read_text().splitlines()[0].startswith("parameter,")

@@ -356,13 +356,13 @@ def load_schema(path: str | Path) -> dict[str, Any]:
 
 
 #: what each analysis infers from when ``inference.summaries`` is null
-DEFAULT_INFERENCE_SUMMARIES = {"scaling": ["abundance+power_spectrum"], "ldl": ["xod"]}
+DEFAULT_INFERENCE_SUMMARIES = {"scaling": ["abundance+power_spectrum"], "ldl": ["xod"], "analytic": ["xod"]}
 
 
 def _default_inference_summaries(config: dict[str, Any]) -> None:
     inference, analysis = config.get("inference"), config.get("analysis", "scaling")
     # an unknown analysis is left to the schema, which names it
-    if isinstance(inference, dict) and inference.get("summaries") is None and analysis in ("scaling", "ldl"):
+    if isinstance(inference, dict) and inference.get("summaries") is None and analysis in DEFAULT_INFERENCE_SUMMARIES:
         inference["summaries"] = list(DEFAULT_INFERENCE_SUMMARIES[analysis])
 
 
