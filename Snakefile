@@ -25,6 +25,7 @@ include: "workflow/rules/summaries.smk"
 include: "workflow/rules/ldl.smk"
 include: "workflow/rules/xray.smk"
 include: "workflow/rules/xod.smk"
+include: "workflow/rules/analytic.smk"
 include: "workflow/rules/compress.smk"
 include: "workflow/rules/infer.smk"
 

@@ -25,6 +25,8 @@ __all__ = [
     "read_emission_table",
     "read_catalogues",
     "read_lightcone_catalogues",
+    "read_exact_posteriors",
+    "read_npe_posteriors",
 ]
 
 #: scale factors of the stored growth table and redshifts of the stored distance table
@@ -86,3 +88,29 @@ def read_lightcone_catalogues(catalog_file: str | Path) -> dict[tuple[str, str],
             for lc in sorted_groups(f.h5[sim], "lc_"):
                 out[(sim, lc)] = catalogue_from_h5(f.h5[sim][lc])
     return out
+
+
+def read_exact_posteriors(path: str | Path) -> dict[str, Any]:
+    """An exact-posterior file (:mod:`clustersbi.stages.analytic`): its attributes and datasets,
+    with ``samples`` the list of per-XOD (S_k, P) arrays (inference coordinates)."""
+    import h5py
+
+    from .io import h5_read_attrs
+
+    with h5py.File(path, "r") as f:
+        out: dict[str, Any] = h5_read_attrs(f)
+        for key in f:
+            if not key.startswith("post_"):
+                out[key] = f[key][()]
+        out["samples"] = [f[g]["samples"][()] for g in sorted_groups(f, "post_")]
+    return out
+
+
+def read_npe_posteriors(path: str | Path) -> dict[str, Any]:
+    """The NPE's posterior samples of the exact posteriors' XODs: ``samples`` (N, S, P), ``index``, ``row``,
+    ``param_names`` (inference coordinates)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in f.attrs["param_names"]]
+        return {"samples": f["samples"][()].astype(float), "index": f["index"][()], "row": f["row"][()], "param_names": names}

@@ -14,11 +14,14 @@ from clustersbi.config import ConfigError, canonical, prepend_to_pythonpath, val
 from clustersbi.design import DesignSpec, chunk_design, n_chunks
 from clustersbi.lightcone import slab_mesh_omega_m
 from clustersbi.pinocchio import PinocchioError, check_executable
+from clustersbi.stages.analytic import check_analytic_config
 
 try:
     # the checkout's schema file itself (not a cached copy): stage sections sit beside it
     validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
     DESIGN = DesignSpec.from_config(config)
+    if config["analysis"] == "analytic":
+        check_analytic_config(config)
     if config["simulation"]["backend"] == "pinocchio":
         # the external executable and its launcher, before any job runs
         check_executable(config["pinocchio"])
@@ -79,12 +82,60 @@ def xod_binning():
     return canonical({"bins": config["xod"]["bins"], "marginal": config["xod"]["marginal"]})
 
 
+def xod_chunk_files(wildcards=None):
+    """The per-chunk XOD files the training set gathers: LDL detections, or analytic mocks."""
+    if config["analysis"] == "analytic":
+        return per_chunk("results/analytic/xod/chunk_{chunk}.h5")
+    return per_chunk("results/xod/chunk_{chunk}.h5")
+
+
+def emission_table_z_max():
+    """Largest redshift of the emission table: the lightcones', and the analytic XOD's top z edge."""
+    z_max = config["simulation"]["lightcone"]["z_max"]
+    if config["analysis"] == "analytic":
+        return max(z_max, config["xod"]["bins"]["z"]["high"])
+    return z_max
+
+
+def analytic_model():
+    """What the expected XOD depends on besides the parameters: XOD bins, CR cut, quadrature, L-T band."""
+    return canonical({
+        "xod": xod_binning(),
+        "cr_cut_cts_s": config["detection"]["cr_cut_cts_s"],
+        "quadrature": config["analytic"]["quadrature"],
+        "lt_band_kev": config["analytic"]["lt_band_kev"],
+    })
+
+
+def analytic_fiducial():
+    """Values of the parameters without a prior: Omega_m, sigma_8 of the cosmology, the XXL relations'."""
+    cosmo = config["cosmology"]["fiducial"]
+    return canonical({"Omega_m": cosmo["Omega_m"], "sigma_8": cosmo["sigma_8"], **config["analytic"]["fiducial"]})
+
+
+def analytic_omega_m_range():
+    """Omega_m range the sigma table covers: the Omega_m prior's and the Fisher point's."""
+    values = [config["cosmology"]["fiducial"]["Omega_m"]]
+    values += [b for p in config["priors"]["cosmology"] if p["name"] == "Omega_m" for b in (p["low"], p["high"])]
+    values += [v for k, v in config["analytic"]["fisher"]["point"].items() if k in ("Omega_m", "omega_m")]
+    return [min(values), max(values)]
+
+
+def exact_parts():
+    """Job numbers of the exact posteriors (analytic.exact.xods_per_job XODs each)."""
+    exact = config["analytic"]["exact"]
+    return [f"{p:03d}" for p in range(-(-exact["n_posteriors"] // exact["xods_per_job"]))]
+
+
 def final_outputs():
-    """The default target: the design and cosmology stages, the configured analysis's
-    observables and summaries, and the inference on them.
+    """The default target: the design and cosmology stages (the design only for the analytic
+    analysis), the configured analysis's observables and summaries, and the inference on them.
 
     Each stage's products are the ``*_TARGETS`` list of its own rules file.
     """
+    if config["analysis"] == "analytic":
+        # no simulation: no linear power per design point either
+        return DESIGN_TARGETS + ANALYTIC_TARGETS + INFER_TARGETS
     outputs = DESIGN_TARGETS + COSMOLOGY_TARGETS
     if config["analysis"] == "scaling":
         outputs += SIMULATE_TARGETS + SUMMARIES_TARGETS

@@ -1,5 +1,6 @@
 # XOD stage (analysis: ldl): per simulation, the (log CR, HR, z) histogram of the detections of
-# its lightcones; the gathered training set; an observed survey binned the same way.
+# its lightcones; the gathered training set; an observed survey binned the same way. The gather
+# and the plot read the analytic mocks instead with analysis: analytic (xod_chunk_files).
 
 
 # XODs, the XOD training set, its plot and, when configured, the observed XOD
@@ -33,7 +34,7 @@ rule bin_xod:
 
 rule gather_xod:
     input:
-        xods=per_chunk("results/xod/chunk_{chunk}.h5"),
+        xods=xod_chunk_files,
     output:
         training="results/training/xod.h5",
     log:
@@ -50,7 +51,7 @@ rule gather_xod:
 
 rule plot_xod:
     input:
-        xods=per_chunk("results/xod/chunk_{chunk}.h5"),
+        xods=xod_chunk_files,
     output:
         plot=report("results/plots/xod_slices.png", caption="../report/xod_slices.rst", category="X-ray"),
     log:

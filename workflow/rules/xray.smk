@@ -17,7 +17,7 @@ rule emission_table:
         table="results/xray/emission_table.h5",
     params:
         xray=canonical({k: v for k, v in config["xray"].items() if k not in ("pixel_arcmin", "realistic")}),
-        z_max=config["simulation"]["lightcone"]["z_max"],
+        z_max=emission_table_z_max(),
     log:
         "logs/xray/emission_table.log",
     threads: 1

@@ -1,0 +1,150 @@
+"""Figures of the analytic stage: the Fisher ellipses (cerardi Fig. 11) and the NPE against the exact
+posterior of test XODs (contours from the corner package: smoothed 2D histograms, 68% and 95% of
+the mass)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..design import priors_by_name
+from ..products import read_exact_posteriors, read_npe_posteriors
+from . import plt, save_figure
+
+__all__ = ["plot_fisher_ellipses", "plot_npe_vs_exact", "DELTA_CHI2_2D"]
+
+#: Delta chi^2 of the 68.3% and 95.4% regions of a 2D Gaussian
+DELTA_CHI2_2D = (2.30, 6.18)
+_EXACT_COLOR, _NPE_COLOR = "k", "C1"
+
+
+def _ellipse(ax, centre, cov2, delta_chi2, **kwargs) -> None:
+    from matplotlib.patches import Ellipse
+
+    vals, vecs = np.linalg.eigh(cov2)
+    vals = np.clip(vals, 0.0, None)
+    angle = np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1]))
+    w, h = 2.0 * np.sqrt(delta_chi2 * vals[1]), 2.0 * np.sqrt(delta_chi2 * vals[0])
+    ax.add_patch(Ellipse(centre, w, h, angle=angle, **kwargs))
+
+
+def plot_fisher_ellipses(fisher_file: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Triangle of the Fisher forecast: 1D Gaussians on the diagonal, 1- and 2-sigma ellipses below.
+
+    Filled: the prior box as Gaussian priors; dashed: no prior (when the matrix is invertible).
+    Axis ranges: 3.5 sigma (with the prior) around the Fisher point.
+    """
+    data = json.loads(Path(fisher_file).read_text())
+    names, labels = data["names"], data["labels"]
+    point = np.array([data["point"][n] for n in names])
+    forecasts = [(data["with_prior"], "C0", "-", "prior box as Gaussian"), (data["no_prior"], "C3", "--", "no prior")]
+    forecasts = [(np.asarray(f["covariance"]), c, ls, lab) for f, c, ls, lab in forecasts if f is not None]
+    n = len(names)
+    fig, axes = plt.subplots(n, n, figsize=(1.9 * n + 1, 1.9 * n + 1), squeeze=False)
+    ref = forecasts[0][0] if forecasts else np.diag(np.square(point * 0.1 + 1e-3))
+    half = 3.5 * np.sqrt(np.diag(ref))
+    for i in range(n):
+        for j in range(n):
+            ax = axes[i, j]
+            if j > i:
+                ax.axis("off")
+                continue
+            if i == j:
+                x = np.linspace(point[i] - half[i], point[i] + half[i], 200)
+                for cov, color, ls, _ in forecasts:
+                    s = np.sqrt(cov[i, i])
+                    ax.plot(x, np.exp(-0.5 * ((x - point[i]) / s) ** 2), color=color, ls=ls, lw=1.2)
+                ax.set_yticks([])
+                ax.set_xlim(x[0], x[-1])
+            else:
+                for k, (cov, color, ls, _) in enumerate(forecasts):
+                    sub = cov[np.ix_([j, i], [j, i])]
+                    for d2, alpha in zip(DELTA_CHI2_2D, (0.45, 0.2)):
+                        if k == 0:
+                            _ellipse(ax, (point[j], point[i]), sub, d2, facecolor=color, alpha=alpha, edgecolor=color)
+                        else:
+                            _ellipse(ax, (point[j], point[i]), sub, d2, facecolor="none", edgecolor=color, ls=ls, lw=1.0)
+                ax.plot(point[j], point[i], "+", color="k", ms=6)
+                ax.set_xlim(point[j] - half[j], point[j] + half[j])
+                ax.set_ylim(point[i] - half[i], point[i] + half[i])
+                if j == 0:
+                    ax.set_ylabel(f"${labels[i]}$")
+            if i == n - 1:
+                ax.set_xlabel(f"${labels[j]}$")
+            else:
+                ax.set_xticklabels([])
+            if j > 0 and i != j:
+                ax.set_yticklabels([])
+            ax.tick_params(labelsize=7)
+            for label in ax.get_xticklabels():
+                label.set_rotation(45)
+    handles = [plt.Line2D([], [], color=c, ls=ls, label=lab) for _, c, ls, lab in forecasts]
+    with_prior = data["with_prior"]
+    fom = f", FoM(Omega_m, sigma_8) {with_prior['fom']:.4g} (with prior)" if with_prior else ""
+    fig.legend(handles=handles, loc="upper right", fontsize=9, frameon=False,
+               title=f"{data['area_deg2']:g} deg$^2$, {data['expected_total']:.0f} clusters{fom}", title_fontsize=8)
+    fig.subplots_adjust(hspace=0.08, wspace=0.08)
+    save_figure(fig, path, dpi=110)
+
+
+def _range(*arrays: np.ndarray) -> tuple[float, float]:
+    joined = np.concatenate([np.ravel(a) for a in arrays])
+    lo, hi = np.percentile(joined, [0.2, 99.8])
+    pad = 0.1 * (hi - lo)
+    return float(lo - pad), float(hi + pad)
+
+
+def plot_npe_vs_exact(exact_file: str | os.PathLike, npe_file: str | os.PathLike, priors: Mapping[str, Sequence[Mapping]],
+                      path: str | os.PathLike, n_show: int = 4) -> None:
+    """Contours of the exact (black) and NPE (orange) posteriors of the first ``n_show`` XODs.
+
+    Top row: Omega_m-sigma_8 (68% and 95% contours, corner.hist2d, smoothed); bottom row: the S8
+    marginals; truths as lines.
+    """
+    import corner
+
+    exact = read_exact_posteriors(exact_file)
+    npe = read_npe_posteriors(npe_file)
+    by_name = priors_by_name(priors)
+    names = list(exact["names"])
+    labels = {by_name[n].name: by_name[n].label for n in names}
+    om_name = next(n for n in names if n in ("Omega_m", "omega_m"))
+    s8_name = "sigma_8"
+
+    def physical(samples: np.ndarray) -> dict[str, np.ndarray]:
+        cols = {n: by_name[n].from_inference(samples[..., j]) for j, n in enumerate(names)}
+        om, s8 = cols[om_name], cols[s8_name]
+        return {"om": om, "s8": s8, "S8": s8 * np.sqrt(om / 0.3)}
+
+    n_show = min(n_show, len(exact["samples"]))
+    fig, axes = plt.subplots(2, n_show, figsize=(3.3 * n_show, 6.2), squeeze=False)
+    truth = physical(exact["theta"])
+    for k in range(n_show):
+        e, m = physical(exact["samples"][k]), physical(npe["samples"][k])
+        ax = axes[0, k]
+        rng = [_range(e["om"], m["om"]), _range(e["s8"], m["s8"])]
+        for q, color in ((e, _EXACT_COLOR), (m, _NPE_COLOR)):
+            corner.hist2d(q["om"], q["s8"], ax=ax, range=rng, bins=30, levels=(0.68, 0.95), smooth=1.0, color=color,
+                          plot_datapoints=False, plot_density=False, fill_contours=False, new_fig=False)
+        ax.axvline(truth["om"][k], color="0.5", lw=0.8)
+        ax.axhline(truth["s8"][k], color="0.5", lw=0.8)
+        ax.set_xlim(*rng[0])
+        ax.set_ylim(*rng[1])
+        ax.set_xlabel(f"${labels[om_name]}$")
+        ax.set_ylabel(f"${labels[s8_name]}$")
+        ax.set_title(f"test XOD {int(exact['index'][k])}", fontsize=9)
+        ax = axes[1, k]
+        r = _range(e["S8"], m["S8"])
+        for q, color, lab in ((e, _EXACT_COLOR, "exact (emcee)"), (m, _NPE_COLOR, "NPE")):
+            ax.hist(q["S8"], bins=40, range=r, density=True, histtype="step", color=color, label=lab)
+        ax.axvline(truth["S8"][k], color="0.5", lw=0.8, label="truth")
+        ax.set_xlabel(r"$S_8 = \sigma_8 (\Omega_m / 0.3)^{0.5}$")
+        ax.set_yticks([])
+        if k == 0:
+            ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
