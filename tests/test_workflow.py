@@ -6,7 +6,6 @@ import copy
 import re
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import h5py
@@ -18,14 +17,10 @@ import yaml
 from clustersbi.config import load_yaml, validate_config
 from clustersbi.cosmology import sigma_r
 from clustersbi.design import DesignSpec, design_table
+from workflow_runs import dry_run_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
-
-def snakemake(repo: Path, workdir: Path, configfile: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(configfile), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
 
 
 def planned_outputs(log: str, rule: str) -> set[str]:
@@ -33,16 +28,8 @@ def planned_outputs(log: str, rule: str) -> set[str]:
     return set(re.findall(rf"^(?:local)?rule {rule}:\n\s+output: (\S+)", log, flags=re.MULTILINE))
 
 
-def planned_jobs(log: str) -> Counter:
-    """Jobs per rule that a Snakemake log (or dry run) lists."""
-    return Counter(re.findall(r"^(?:local)?rule (\w+):$", log, flags=re.MULTILINE))
 
 
-def dry_run(repo: Path, workdir: Path, config: dict, name: str, *targets: str) -> Counter:
-    """The jobs a dry run of ``targets`` (default: the default target) plans with ``config``."""
-    proc = snakemake(repo, workdir, write_config(workdir / name, config), "-n", *targets)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return planned_jobs(proc.stdout + proc.stderr)
 
 
 def expected_design(repo, tiny):
@@ -228,12 +215,12 @@ def test_lightcone_geometry_does_not_rerun_box_simulations(repo, tiny, tiny_run)
     halos = [f"results/halos/chunk_{i:05d}.h5" for i in range(4)]
     fov = copy.deepcopy(tiny)
     fov["simulation"]["lightcone"] = {"fov_deg2": 3.0}
-    plan = dry_run(repo, workdir, fov, "fov.yaml")
+    plan = dry_run_jobs(repo, workdir, fov, "fov.yaml")
     assert plan["resolved_config"] == 1, f"the edited config was not seen: {dict(plan)}"
     assert plan["simulate_boxes"] == 0, f"a field-of-view edit reruns box simulations: {dict(plan)}"
     steps = copy.deepcopy(tiny)
     steps["simulation"]["n_steps"] = tiny["simulation"]["n_steps"] + 1
-    assert dry_run(repo, workdir, steps, "steps.yaml", *halos)["simulate_boxes"] == 4
+    assert dry_run_jobs(repo, workdir, steps, "steps.yaml", *halos)["simulate_boxes"] == 4
 
 
 @pytest.mark.parametrize(

@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import copy
 import json
-import re
-import subprocess
-import sys
 from collections import Counter
 
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from clustersbi import analytic as an
 from clustersbi.config import load_yaml, validate_config
 from clustersbi.design import DesignSpec, design_table
+from workflow_runs import dry_run_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -53,11 +50,6 @@ def tiny(repo):
                            repo / "workflow" / "schemas" / "config.schema.yaml")
 
 
-def snakemake(repo, workdir, configfile, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(configfile), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-
 
 @pytest.fixture(scope="module")
 def run(repo, tmp_path_factory):
@@ -68,11 +60,8 @@ def run(repo, tmp_path_factory):
 
 
 def planned_jobs(repo, workdir, config: dict, name: str) -> Counter:
-    configfile = workdir / name
-    configfile.write_text(yaml.safe_dump(config))
-    proc = snakemake(repo, workdir, configfile, "-n", *TARGETS)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return Counter(re.findall(r"^(?:local)?rule (\w+):$", proc.stdout + proc.stderr, flags=re.MULTILINE))
+    """Jobs per rule that a dry run of TARGETS with ``config`` plans against the finished run."""
+    return dry_run_jobs(repo, workdir, config, name, *TARGETS)
 
 
 def _model_from_run(run, tiny) -> an.AnalyticXodModel:

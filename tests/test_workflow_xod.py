@@ -8,19 +8,16 @@ count of each simulation's catalogue rows inside the bins.
 from __future__ import annotations
 
 import copy
-import re
-import subprocess
-import sys
 from collections import Counter
 
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from clustersbi.config import load_yaml, validate_config
 from clustersbi.design import DesignSpec, design_table
+from workflow_runs import dry_run_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -41,11 +38,6 @@ def tiny_xod(repo):
     return validate_config(load_yaml(repo / "tests" / "config" / "tiny_xod.yaml"), repo / "workflow" / "schemas" / "config.schema.yaml")
 
 
-def snakemake(repo, workdir, configfile, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(configfile), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
-
 
 @pytest.fixture(scope="module")
 def xod_run(repo, tmp_path_factory):
@@ -58,11 +50,7 @@ def xod_run(repo, tmp_path_factory):
 
 def planned_jobs(repo, workdir, config: dict, name: str) -> Counter:
     """Jobs per rule that a dry run of TARGETS with ``config`` plans against the finished run."""
-    configfile = workdir / name
-    configfile.write_text(yaml.safe_dump(config))
-    proc = snakemake(repo, workdir, configfile, "-n", *TARGETS)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return Counter(re.findall(r"^(?:local)?rule (\w+):$", proc.stdout + proc.stderr, flags=re.MULTILINE))
+    return dry_run_jobs(repo, workdir, config, name, *TARGETS)
 
 
 def in_bins(cat: pd.DataFrame, bins: dict) -> np.ndarray:
