@@ -137,11 +137,21 @@ class ChunkFile:
         h5_write_attrs(group, {**record.to_attrs(), **extra})
         return group
 
-    def simulation(self, record):
-        """The group of ``record``, created (with its attributes) on first use."""
+    def simulation(self, record, carried: Mapping[str, Any] | None = None, **extra: Any):
+        """The group of ``record``, created on first use with its attributes, ``extra`` and the
+        entries of ``carried`` (attributes read from an upstream file) that the record does not
+        define itself."""
         if record.group_name in self.h5:
             return self.h5[record.group_name]
-        return self.add_simulation(record)
+        own = record.to_attrs()
+        kept = {k: v for k, v in (carried or {}).items() if k not in own}
+        return self.add_simulation(record, **kept, **extra)
+
+    @staticmethod
+    def lightcone(sim_group, lightcone: int):
+        """The lightcone group of ``sim_group``, created on first use."""
+        name = f"lc_{lightcone:02d}"
+        return sim_group[name] if name in sim_group else ChunkFile.add_lightcone(sim_group, lightcone)
 
     @staticmethod
     def add_lightcone(sim_group, lightcone: int, **attrs: Any):

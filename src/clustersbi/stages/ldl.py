@@ -676,10 +676,7 @@ def paint_gas_chunk(
                     raise FloatingPointError("non-finite n_e or T")
             except Exception as err:
                 raise RuntimeError(f"{where}: painting failed: {err}") from err
-            if record.group_name not in out.h5:
-                out.add_simulation(record, **{k: v for k, v in sim_attrs.items() if k not in record.to_attrs()})
-            lc_name = f"{record.group_name}/lc_{light:02d}"
-            g_out_lc = out.h5[lc_name] if lc_name in out.h5 else ChunkFile.add_lightcone(out.h5[record.group_name], light)
+            g_out_lc = ChunkFile.lightcone(out.simulation(record, carried=sim_attrs), light)
             g_out = ChunkFile.add_slab(g_out_lc, int(attrs["index"]), **attrs)
             g_out.create_dataset("ne_cm3", data=ne)
             g_out.create_dataset("t_k", data=t)

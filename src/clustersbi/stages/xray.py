@@ -200,8 +200,7 @@ def xray_maps_chunk(
                 seeds = [derive_seed(global_seed, SeedStream.XRAY_NOISE, record.index, lc, s) for s in range(len(maps) + 1)]
                 rates = np.stack([observe(r, pixel, seed=seeds[s], **obs_kwargs) for s, r in enumerate(rates)])
                 summed = observe(summed, pixel, seed=seeds[-1], **obs_kwargs)
-            g_sim = out.h5[record.group_name] if record.group_name in out.h5 else out.add_simulation(
-                record, omega_m=float(attrs["omega_m"]), h=float(attrs["h"]))
+            g_sim = out.simulation(record, omega_m=float(attrs["omega_m"]), h=float(attrs["h"]))
             g = ChunkFile.add_lightcone(g_sim, lc)
             g.create_dataset("rate_cts_s", data=rates.astype(np.float32), compression="gzip", compression_opts=1)
             g.create_dataset("z_rate_sum", data=np.stack([m.z_rate_sum for m in maps]).astype(np.float32),
@@ -250,7 +249,6 @@ def detect_chunk(map_file: str | Path, detection_cfg: Mapping[str, Any], out_fil
             slab_maps = [_StoredSlabMap(rates[s], zsum[s], float(g["z_lo"][s]), float(g["z_hi"][s])) for s in range(rates.shape[0])]
             cat = detect_lightcone(slab_maps, pixel, cfg, bands)
             record = SimulationRecord.from_attrs(attrs)
-            g_out = out.h5[record.group_name] if record.group_name in out.h5 else out.add_simulation(
-                record, **{k: v for k, v in attrs.items() if k not in record.to_attrs()})
+            g_out = out.simulation(record, carried=attrs)
             catalogue_to_h5(ChunkFile.add_lightcone(g_out, lc), cat)
             logger.info("%s/lc_%02d: %d detections", g_sim.name, lc, len(cat))
