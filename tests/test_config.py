@@ -1,6 +1,7 @@
 """Config validation: bad input fails with a message naming the offending key."""
 
 import copy
+import re
 import dataclasses
 import typing
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from clustersbi.compress.train import CompressorConfig, InputSpec
 from clustersbi.config import ANALYSIS_PARAMETERS, PHYSICAL_RANGES, SEED_MAX, ConfigError, load_schema, load_yaml, validate_config
 from clustersbi.detect import DetectionConfig
+from clustersbi.xod import XOD_STATISTICS
 from clustersbi.npe import NPEConfig
 
 SCHEMA = "workflow/schemas/config.schema.yaml"
@@ -255,7 +257,7 @@ def test_dataclass_defaults_are_the_schemas(schema, cls, section, stage_keys, de
 
 def test_input_spec_defaults_are_every_kinds(schema):
     kinds = schema["properties"]["compress"]["properties"]["inputs"]["properties"]
-    assert set(kinds) == {"abundance", "power_spectrum", "fields", "xod"}
+    assert set(kinds) == {"abundance", "power_spectrum", "fields", *XOD_STATISTICS}
     defaults = _field_defaults(InputSpec)
     for kind, sub in kinds.items():
         props = sub["properties"]
@@ -292,3 +294,13 @@ def test_string_options_are_typed_with_the_schemas_enum(cls, key, enum):
     # the extractor also takes 'identity', which the stage sets for a lone mlp input
     assert set(enum) <= options and options - set(enum) <= {"identity"}, (
         f"{cls.__name__}.{key}: Literal {sorted(options)} vs schema enum {sorted(enum)}")
+
+
+def test_xod_analyses_infer_from_single_table3_statistics(repo):
+    config = load_yaml(repo / "tests" / "config" / "tiny_xod.yaml")
+    config["inference"]["summaries"] = ["xod", "xod_cr_hr", "xod_z_cr", "xod_z"]
+    validate_config(copy.deepcopy(config), repo / SCHEMA)
+    for bad, message in (("xod+xod_z", "not combinations"), ("abundance", "does not produce")):
+        config["inference"]["summaries"] = ["xod", bad]
+        with pytest.raises(ConfigError, match=rf"inference.summaries\[1\]: '{re.escape(bad)}'.*{message}"):
+            validate_config(copy.deepcopy(config), repo / SCHEMA)

@@ -12,7 +12,7 @@ import pytest
 from clustersbi.compress.data import TrainingSet, load_training_set, write_training_set
 from clustersbi.config import load_yaml, validate_config
 from clustersbi.stages.compress import compress_stage, train_compressor_stage
-from clustersbi.stages.infer import evaluate_npe_stage, observation_summary, train_npe_stage
+from clustersbi.stages.infer import evaluate_npe_stage, observation_summary, train_npe_stage, xod_statistics_table
 
 SCHEMA = "workflow/schemas/config.schema.yaml"
 PRIORS = {
@@ -103,3 +103,34 @@ def test_single_summary_runs_through_compression_and_npe(tmp_path, sections):
     ranks = np.array(json.loads(outputs["calibration"].read_text())["sbc_ranks"])
     assert ranks.shape == (50, 2)
     assert outputs["table"].read_text().splitlines()[0].startswith("parameter,")
+
+
+def _metrics(fom, widths, obs_widths):
+    """A metrics.json as evaluate_npe_stage writes it, reduced to what Table 3 reads."""
+    return {"fom_median": fom, "per_parameter": {n: {"sigma68_mean": w} for n, w in widths.items()},
+            "observation": {"fom": 2 * fom, "per_parameter": {n: {"sigma68": w} for n, w in obs_widths.items()}}}
+
+
+def test_table3_rows_and_widths_relative_to_the_prior(tmp_path):
+    from scipy import stats
+
+    priors = {"cosmology": [{"name": "Omega_m", "label": "", "distribution": "uniform", "low": 0.1, "high": 0.5},
+                            {"name": "sigma_8", "label": "", "distribution": "uniform", "low": 0.6, "high": 1.0}]}
+    files = {}
+    for statistic, fom in (("xod", 40.0), ("xod_z", 10.0)):
+        files[statistic] = tmp_path / f"{statistic}.json"
+        files[statistic].write_text(json.dumps(_metrics(fom, {"Omega_m": 0.05, "sigma_8": fom / 400},
+                                                        {"Omega_m": 0.04, "sigma_8": 0.03})))
+    table = xod_statistics_table(files, {"xod": "none", "xod_z": "z"}, priors, tmp_path / "table3.csv")
+    # the prior's 68% half-width of U(low, high), from scipy's quantiles
+    prior = {n: (stats.uniform(lo, hi - lo).ppf(0.84) - stats.uniform(lo, hi - lo).ppf(0.16)) / 2
+             for n, lo, hi in (("Omega_m", 0.1, 0.5), ("sigma_8", 0.6, 1.0))}
+    assert list(table["statistic"]) == ["xod", "xod_z"] and list(table["marginal"]) == ["none", "z"]
+    np.testing.assert_allclose(table["fom_test_median"], [40.0, 10.0])
+    np.testing.assert_allclose(table["sigma_8_sigma68_test_over_prior"], [0.1 / prior["sigma_8"], 0.025 / prior["sigma_8"]], rtol=1e-12)
+    np.testing.assert_allclose(table["Omega_m_sigma68_prior"], prior["Omega_m"], rtol=1e-12)
+    assert (tmp_path / "table3.csv").read_text().splitlines()[0].startswith("statistic,marginal,fom_test_median")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(_metrics(1.0, {"Omega_m": 0.05}, {"Omega_m": 0.05})))
+    with pytest.raises(ValueError, match="sigma_8"):
+        xod_statistics_table({"xod": bad}, {"xod": "none"}, priors, tmp_path / "t.csv")

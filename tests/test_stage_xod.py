@@ -19,7 +19,7 @@ from clustersbi.design import ChunkDesign, DesignSpec, Prior, SimulationRecord, 
 from clustersbi.detect import catalogue_to_h5
 from clustersbi.io import ChunkFile
 from clustersbi.stages.xod import gather_xod, observed_xod, xod_chunk
-from clustersbi.xod import XodBins, xod_marginal
+from clustersbi.xod import XodBins, statistic_marginal, xod_marginal
 
 REPO = Path(__file__).resolve().parents[1]
 N_LIGHTCONES = 3
@@ -146,6 +146,20 @@ def test_gather_orders_rows_by_index(chunks, spec, tmp_path):
     with h5py.File(tmp_path / "training" / "xod.h5", "r") as f:
         assert list(f.attrs["index"]) == [0, 1, 2, 3, 4]
         assert f.attrs["marginal"] == "none"
+
+
+@pytest.mark.parametrize("statistic, axes", [("xod_z", (0, 1)), ("xod_cr_hr", (2,))])
+def test_gather_of_a_table3_statistic_sums_the_3d_xod(chunks, tmp_path, statistic, axes):
+    marginal = statistic_marginal(statistic)
+    gather_xod([chunks[0][3], chunks[1][3]], tmp_path / f"{statistic}.h5", marginal=marginal)
+    ts = load_training_set(tmp_path / f"{statistic}.h5")
+    with h5py.File(chunks[1][3], "r") as f:
+        full = f["sim_000004/xod"][()]
+    # independent of xod_marginal: the counts summed over the other axes
+    np.testing.assert_array_equal(ts.x[4], full.sum(axis=axes))
+    assert ts.x[4].sum() == full.sum() > 0
+    with h5py.File(tmp_path / f"{statistic}.h5", "r") as f:
+        assert f.attrs["marginal"] == marginal
 
 
 def test_gather_rejects_chunks_binned_differently(chunks, tmp_path):

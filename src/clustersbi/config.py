@@ -23,6 +23,8 @@ from typing import Any, Mapping
 import jsonschema
 import yaml
 
+from .xod import XOD_STATISTICS
+
 __all__ = ["load_schema", "canonical", "prepend_to_pythonpath", "ConfigError", "load_yaml", "validate_config", "check_semantics", "key_path",
            "PHYSICAL_RANGES", "ASTROPHYSICAL_RANGES", "ANALYSIS_PARAMETERS", "SEED_MAX", "MAX_CHUNKS"]
 
@@ -369,8 +371,12 @@ def _default_inference_summaries(config: dict[str, Any]) -> None:
 def _check_inference_summaries(config: Mapping[str, Any]) -> None:
     """Every inferred training set must be one the configured analysis produces."""
     analysis = config.get("analysis", "scaling")
-    produced = set(config.get("summaries", {}).get("kinds", [])) if analysis == "scaling" else {"xod"}
+    # the XOD analyses gather every XOD statistic of cerardi Table 3 (clustersbi.xod.XOD_STATISTICS)
+    produced = set(config.get("summaries", {}).get("kinds", [])) if analysis == "scaling" else set(XOD_STATISTICS)
     for i, name in enumerate(config.get("inference", {}).get("summaries", [])):
+        if analysis != "scaling" and "+" in name:
+            raise ConfigError(f"inference.summaries[{i}]: '{name}': analysis '{analysis}' infers from one XOD statistic "
+                              f"at a time ({', '.join(XOD_STATISTICS)}), not combinations")
         missing = sorted(set(name.split("+")) - produced)
         if missing:
             raise ConfigError(

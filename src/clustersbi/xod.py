@@ -19,11 +19,25 @@ from typing import Iterable, Literal, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["XodBins", "xod_histogram", "xod_marginal", "load_catalogue_csv", "xod_from_csv", "REQUIRED_COLUMNS"]
+__all__ = [
+    "XodBins",
+    "xod_histogram",
+    "xod_marginal",
+    "XOD_STATISTICS",
+    "statistic_marginal",
+    "load_catalogue_csv",
+    "xod_from_csv",
+    "REQUIRED_COLUMNS",
+]
 
 REQUIRED_COLUMNS = ("CR", "HR", "z")
 
 Marginal = Literal["none", "cr_hr", "z_cr", "z"]
+
+#: The XOD statistics of cerardi Table 3, as training-set (summary) names, and the marginal each
+#: one takes: ``xod`` is the configured ``xod.marginal`` (the 3D XOD by default); the others are
+#: fixed, so one run can train and compare all four (inference.summaries).
+XOD_STATISTICS: dict[str, Marginal | None] = {"xod": None, "xod_cr_hr": "cr_hr", "xod_z_cr": "z_cr", "xod_z": "z"}
 
 
 @dataclass(frozen=True)
@@ -112,6 +126,13 @@ def xod_marginal(xod: np.ndarray, marginal: Marginal = "none") -> np.ndarray:
     if marginal == "z":
         return xod.sum(axis=(0, 1))
     raise ValueError(f"xod.marginal must be one of none, cr_hr, z_cr, z; got {marginal!r}")
+
+
+def statistic_marginal(statistic: str, configured: Marginal = "none") -> Marginal:
+    """The marginal of an XOD statistic named as in :data:`XOD_STATISTICS` (``xod``: ``configured``)."""
+    if statistic not in XOD_STATISTICS:
+        raise ValueError(f"unknown XOD statistic {statistic!r}; one of {', '.join(XOD_STATISTICS)}")
+    return XOD_STATISTICS[statistic] or configured
 
 
 def _check_columns(df: pd.DataFrame, what: str) -> None:

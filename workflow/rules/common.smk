@@ -15,6 +15,7 @@ from clustersbi.design import DesignSpec, chunk_design, n_chunks
 from clustersbi.lightcone import slab_mesh_omega_m
 from clustersbi.pinocchio import PinocchioError, check_executable
 from clustersbi.stages.analytic import check_analytic_config
+from clustersbi.xod import XOD_STATISTICS, statistic_marginal
 
 try:
     # the checkout's schema file itself (not a cached copy): stage sections sit beside it

@@ -1,6 +1,9 @@
 # Neural posterior estimation on the compressed summaries, calibration and plots.
 
 
+# the inferred XOD statistics (cerardi Table 3), compared when there are two or more
+XOD_INFERRED = [s for s in config["inference"]["summaries"] if s in XOD_STATISTICS]
+
 # posteriors, calibration and plots per inferred training set
 INFER_TARGETS = [
     *expand("results/inference/{summary}/metrics.json", summary=config["inference"]["summaries"]),
@@ -9,6 +12,7 @@ INFER_TARGETS = [
         summary=config["inference"]["summaries"],
         plot=("predicted_vs_true", "corner", "sbc_ranks", "tarp", "training"),
     ),
+    *(["results/inference/xod_statistics.csv", "results/plots/inference/xod_statistics.png"] if len(XOD_INFERRED) > 1 else []),
 ]
 
 
@@ -82,3 +86,25 @@ rule plot_inference:
         "../../envs/learn.yaml"
     script:
         "../scripts/plot_inference.py"
+
+
+rule compare_xod_statistics:
+    input:
+        metrics=expand("results/inference/{summary}/metrics.json", summary=XOD_INFERRED),
+    output:
+        table="results/inference/xod_statistics.csv",
+        plot=report("results/plots/inference/xod_statistics.png", caption="../report/xod_statistics.rst", category="Inference"),
+    params:
+        statistics=XOD_INFERRED,
+        marginals={s: statistic_marginal(s, config["xod"]["marginal"]) for s in XOD_INFERRED},
+        priors=canonical(config["priors"]),
+    log:
+        "logs/inference/xod_statistics.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/learn.yaml"
+    script:
+        "../scripts/compare_xod_statistics.py"

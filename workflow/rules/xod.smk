@@ -36,9 +36,15 @@ rule gather_xod:
     input:
         xods=xod_chunk_files,
     output:
-        training="results/training/xod.h5",
+        training="results/training/{statistic}.h5",
+    wildcard_constraints:
+        # the XOD statistics of cerardi Table 3 (clustersbi.xod.XOD_STATISTICS)
+        statistic="|".join(XOD_STATISTICS),
+    params:
+        # None: the chunks' own statistic (xod.marginal); else the marginal of their 3D XOD
+        marginal=lambda wildcards: XOD_STATISTICS[wildcards.statistic],
     log:
-        "logs/training/xod.log",
+        "logs/training/{statistic}.log",
     threads: 1
     resources:
         mem_mb=4000,

@@ -7,7 +7,8 @@
 - :func:`plot_sbc_ranks`: SBC rank histograms with the 99% band of a uniform histogram
   (cerardi Fig. A.1);
 - :func:`plot_tarp`: TARP expected coverage against credibility level;
-- :func:`plot_training_curves`: train and validation losses per epoch.
+- :func:`plot_training_curves`: train and validation losses per epoch;
+- :func:`plot_xod_statistics`: FoM and 68% widths per XOD statistic (cerardi Table 3).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "plot_sbc_ranks",
     "plot_tarp",
     "plot_training_curves",
+    "plot_xod_statistics",
 ]
 
 
@@ -174,6 +176,32 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | os.
     if title:
         ax.set_title(title)
     ax.legend()
+    save_figure(fig, path)
+    return Path(path)
+
+
+def plot_xod_statistics(table_csv: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """cerardi Table 3 as a figure: per XOD statistic, the (Omega_m, sigma_8) FoM and the 68%
+    half-widths of Omega_m and sigma_8 relative to the prior's (test-split mean; the
+    observation's as open markers). Input: the ``compare_xod_statistics`` CSV."""
+    import pandas as pd
+
+    table = pd.read_csv(table_csv)
+    labels = [f"{s}\n({m})" for s, m in zip(table["statistic"], table["marginal"])]
+    x = np.arange(len(table))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    axes[0].bar(x, table["fom_test_median"], color="C0", label="test median")
+    axes[0].plot(x, table["fom_observation"], "ko", mfc="none", label="observation")
+    axes[0].set_ylabel(r"FoM $(\Omega_m, \sigma_8)$")
+    for offset, (name, color) in zip((-0.2, 0.2), (("Omega_m", "C1"), ("sigma_8", "C2"))):
+        axes[1].bar(x + offset, table[f"{name}_sigma68_test_over_prior"], width=0.4, color=color, label=f"{name} (test mean)")
+        axes[1].plot(x + offset, table[f"{name}_sigma68_observation"] / table[f"{name}_sigma68_prior"], "ko", mfc="none")
+    axes[1].axhline(1.0, color="k", ls="--", lw=1)
+    axes[1].set_ylabel("68% half-width / prior's")
+    for ax in axes:
+        ax.set_xticks(x, labels, fontsize=8)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
     save_figure(fig, path)
     return Path(path)
 

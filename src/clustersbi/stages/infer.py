@@ -11,6 +11,11 @@ Contract (rules of ``infer.smk``), for a compressed training set
   (B, S, P), truths, observation samples), ``calibration.json`` (SBC ranks and KS p-values,
   TARP), ``metrics.json`` and ``metrics.csv`` (per parameter: R^2, MARE, NMB, 68% widths;
   FoM of Omega_m-sigma_8).
+- ``compare_xod_statistics``: in the ``metrics.json`` of two or more XOD statistics (cerardi
+  Table 3: 3D, (CR, HR), (z, CR), z); out ``results/inference/xod_statistics.csv``, one row per
+  statistic: its marginal, the median test-split FoM of (Omega_m, sigma_8), the mean test-split
+  68% half-widths of Omega_m and sigma_8 and their ratio to the prior's, and the same for the
+  observation.
 
 Inference coordinates: the NPE works where the prior is a box, i.e. ln(x) for parameters
 with a log-uniform prior; posterior samples are in those coordinates, names prefixed ``ln_``.
@@ -29,7 +34,7 @@ from ..design import prior_box, priors_by_name
 from ..io import atomic_path, write_json
 from ..npe import load_npe, npe_config_from_dict, sample_posteriors, save_npe, train_npe
 
-__all__ = ["train_npe_stage", "observation_summary", "evaluate_npe_stage"]
+__all__ = ["train_npe_stage", "observation_summary", "evaluate_npe_stage", "prior_sigma68", "xod_statistics_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +79,60 @@ def observation_summary(ts: TrainingSet, observation: Mapping[str, Any]) -> tupl
         with h5py.File(observation["file"], "r") as f:
             return np.asarray(f["x"][()], dtype=float).reshape(-1), None, f"file {observation['file']}"
     raise ValueError(f"observation.kind must be holdout or file, got {kind!r}")
+
+
+#: the parameters cerardi Table 3 compares the XOD statistics on
+TABLE3_PARAMETERS = ("Omega_m", "sigma_8")
+
+
+def prior_sigma68(name: str, priors: Mapping[str, Any]) -> float:
+    """68% half-width (q84 - q16) / 2 of a parameter's prior, uniform in inference coordinates:
+    0.68 (high - low) / 2 of its box (ln x for a log-uniform prior).
+
+    Args:
+        name: the parameter's prior name.
+        priors: ``{name: Prior}`` (:func:`clustersbi.design.priors_by_name`).
+    """
+    low, high = prior_box([name], priors)
+    return float(0.68 * (high[0] - low[0]) / 2)
+
+
+def xod_statistics_table(metrics_files: Mapping[str, Any], marginals: Mapping[str, str],
+                         priors: Mapping[str, Any], out_csv) -> "pd.DataFrame":
+    """Rule ``compare_xod_statistics``: cerardi Table 3 from each statistic's metrics (module contract).
+
+    Args:
+        metrics_files: ``{statistic: metrics.json path}`` (:func:`evaluate_npe_stage`).
+        marginals: ``{statistic: marginal}`` (:func:`clustersbi.xod.statistic_marginal`).
+        priors: the config's ``priors`` section (for the prior widths).
+        out_csv: output CSV path.
+
+    Returns:
+        The table (also written), one row per statistic in the given order.
+    """
+    import json
+
+    import pandas as pd
+
+    by_name = priors_by_name(priors)
+    rows = []
+    for statistic, path in metrics_files.items():
+        metrics = json.loads(open(path).read())
+        row = {"statistic": statistic, "marginal": marginals[statistic], "fom_test_median": metrics.get("fom_median"),
+               "fom_observation": metrics["observation"].get("fom")}
+        for name in TABLE3_PARAMETERS:
+            if name not in metrics["per_parameter"]:
+                raise ValueError(f"{path}: no parameter {name!r}; Table 3 needs {', '.join(TABLE3_PARAMETERS)} inferred")
+            prior = prior_sigma68(name, by_name)
+            test = float(metrics["per_parameter"][name]["sigma68_mean"])
+            obs = float(metrics["observation"]["per_parameter"][name]["sigma68"])
+            row.update({f"{name}_sigma68_test": test, f"{name}_sigma68_test_over_prior": test / prior,
+                        f"{name}_sigma68_observation": obs, f"{name}_sigma68_prior": prior})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    return table
 
 
 def evaluate_npe_stage(compressed_file, npe_file, infer: Mapping[str, Any], outputs: Mapping[str, Any]) -> None:

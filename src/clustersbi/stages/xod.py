@@ -9,10 +9,12 @@ Contracts (HDF5, written atomically):
   summed over the simulation's lightcones and the inference statistic ``x`` (the XOD or its
   configured marginal, :func:`clustersbi.xod.xod_marginal`); root attributes: the bin edges
   (:meth:`clustersbi.xod.XodBins.to_attrs`) and ``marginal``.
-- rule ``gather_xod``: ``results/training/xod.h5`` in the layout of
+- rule ``gather_xod``: ``results/training/{statistic}.h5``, one per XOD statistic of cerardi
+  Table 3 (:data:`clustersbi.xod.XOD_STATISTICS`: ``xod`` is the chunks' ``x``, the others the
+  marginals of their ``xod``), in the layout of
   :func:`clustersbi.compress.data.write_training_set` (theta (N, P) the design parameters,
   x (N, ...), split (N,), attribute param_names), rows ordered by simulation index; the bin
-  edges, marginal and ``index`` are extra attributes.
+  edges, the statistic's marginal and ``index`` are extra attributes.
 - rule ``observed_xod``: a user catalogue CSV (columns CR [cts/s, 0.5-2 keV], HR, z) ->
   ``results/observation/xod.h5`` with ``x`` (1, ...) (a batch of one, binned exactly as the
   training set) and the full ``xod``.
@@ -66,8 +68,15 @@ def xod_chunk(catalog_file: str | Path, xod_cfg: Mapping[str, Any], out_file: st
             logger.info("simulation %d: %d of %d detections in the XOD", index, int(xod.sum()), n_det)
 
 
-def gather_xod(xod_files: Sequence[str | Path], out_file: str | Path) -> None:
-    """Rule ``gather_xod``: all chunks' XOD statistics into one training set (module contract), ordered by index."""
+def gather_xod(xod_files: Sequence[str | Path], out_file: str | Path, marginal: str | None = None) -> None:
+    """Rule ``gather_xod``: all chunks' XODs into one training set (module contract), ordered by index.
+
+    Args:
+        xod_files: per-chunk XOD files (this stage's, or the analytic mocks').
+        out_file: the training set.
+        marginal: None for the chunks' own statistic ``x``; else the marginal of their 3D ``xod``
+            (:func:`clustersbi.xod.xod_marginal`) that this training set holds.
+    """
     rows, bins_attrs = [], None
     for path in xod_files:
         with ChunkFile.open(path) as f:
@@ -77,7 +86,8 @@ def gather_xod(xod_files: Sequence[str | Path], out_file: str | Path) -> None:
             elif not all(np.array_equal(np.asarray(attrs[k]), np.asarray(bins_attrs[k])) for k in bins_attrs):
                 raise ValueError(f"{path}: XOD bins or marginal differ from the other chunks'")
             for meta, group in f.simulations():
-                rows.append((int(meta["index"]), meta["theta"], group["x"][()], meta["split"], meta["param_names"]))
+                x = group["x"][()] if marginal is None else xod_marginal(group["xod"][()], marginal)
+                rows.append((int(meta["index"]), meta["theta"], x, meta["split"], meta["param_names"]))
     if not rows:
         raise ValueError(f"no simulations in {len(xod_files)} XOD files")
     rows.sort(key=lambda r: r[0])
@@ -86,7 +96,8 @@ def gather_xod(xod_files: Sequence[str | Path], out_file: str | Path) -> None:
     with atomic_path(out_file) as tmp:
         write_training_set(tmp, ts)
         with h5py.File(tmp, "a") as f:
-            h5_write_attrs(f, {**bins_attrs, "index": [r[0] for r in rows]})
+            statistic = {} if marginal is None else {"marginal": marginal}
+            h5_write_attrs(f, {**bins_attrs, **statistic, "index": [r[0] for r in rows]})
 
 
 def observed_xod(catalogue_csv: str | Path, xod_cfg: Mapping[str, Any], out_file: str | Path) -> None:
