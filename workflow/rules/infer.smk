@@ -76,6 +76,8 @@ rule plot_inference:
         ranks=report("results/plots/inference/{summary}_sbc_ranks.png", caption="../report/inference_ranks.rst", category="Inference", subcategory="{summary}"),
         tarp=report("results/plots/inference/{summary}_tarp.png", caption="../report/inference_tarp.rst", category="Inference", subcategory="{summary}"),
         training=report("results/plots/inference/{summary}_training.png", caption="../report/inference_training.rst", category="Inference", subcategory="{summary}"),
+    params:
+        priors=canonical(config["priors"]),
     log:
         "logs/plots/inference/{summary}.log",
     threads: 1

@@ -6,4 +6,5 @@ log_to_file(snakemake.log[0])
 from clustersbi.plots.infer import plot_inference_products
 
 i = snakemake.input
-plot_inference_products(i.samples, i.calibration, i.compressor_history, i.npe_history, dict(snakemake.output.items()))
+plot_inference_products(i.samples, i.calibration, i.compressor_history, i.npe_history, dict(snakemake.output.items()),
+                        priors=snakemake.params.priors)

@@ -1,6 +1,6 @@
 """Figures of the analytic stage: the Fisher ellipses (cerardi Fig. 11) and the NPE against the exact
-posterior of test XODs (contours from the corner package: smoothed 2D histograms, 68% and 95% of
-the mass)."""
+posterior of test XODs (corner plots from the corner package: smoothed 2D histograms, 68% and
+95% of the mass, :func:`clustersbi.plots.posterior_corner`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 
 from ..design import priors_by_name
 from ..products import read_exact_posteriors, read_npe_posteriors
-from . import plt, save_figure
+from . import plt, posterior_corner, save_figure
 
 __all__ = ["plot_fisher_ellipses", "plot_npe_vs_exact", "DELTA_CHI2_2D"]
 
@@ -91,60 +91,42 @@ def plot_fisher_ellipses(fisher_file: str | os.PathLike, path: str | os.PathLike
     save_figure(fig, path, dpi=110)
 
 
-def _range(*arrays: np.ndarray) -> tuple[float, float]:
-    joined = np.concatenate([np.ravel(a) for a in arrays])
-    lo, hi = np.percentile(joined, [0.2, 99.8])
-    pad = 0.1 * (hi - lo)
-    return float(lo - pad), float(hi + pad)
+def _s8_range(om_range: Sequence[float], s8_range: Sequence[float]) -> tuple[float, float]:
+    """S8 = sigma_8 (Omega_m / 0.3)^0.5 over the (Omega_m, sigma_8) prior box (monotonic in both)."""
+    return (float(s8_range[0] * np.sqrt(om_range[0] / 0.3)), float(s8_range[1] * np.sqrt(om_range[1] / 0.3)))
 
 
 def plot_npe_vs_exact(exact_file: str | os.PathLike, npe_file: str | os.PathLike, priors: Mapping[str, Sequence[Mapping]],
                       path: str | os.PathLike, n_show: int = 4) -> None:
-    """Contours of the exact (black) and NPE (orange) posteriors of the first ``n_show`` XODs.
+    """Corner plots of the exact (black) and NPE (orange) posteriors of the first ``n_show`` XODs.
 
-    Top row: Omega_m-sigma_8 (68% and 95% contours, corner.hist2d, smoothed); bottom row: the S8
-    marginals; truths as lines.
+    One corner (corner package: smoothed 68% and 95% contours, smoothed 1D marginals) per XOD
+    over Omega_m, sigma_8 and S8 = sigma_8 (Omega_m / 0.3)^0.5, the two posteriors overlaid, the
+    truth marked; the axes span the prior box (S8: its range over the box).
     """
-    import corner
-
     exact = read_exact_posteriors(exact_file)
     npe = read_npe_posteriors(npe_file)
     by_name = priors_by_name(priors)
     names = list(exact["names"])
-    labels = {by_name[n].name: by_name[n].label for n in names}
     om_name = next(n for n in names if n in ("Omega_m", "omega_m"))
     s8_name = "sigma_8"
 
-    def physical(samples: np.ndarray) -> dict[str, np.ndarray]:
+    def physical(samples: np.ndarray) -> np.ndarray:
         cols = {n: by_name[n].from_inference(samples[..., j]) for j, n in enumerate(names)}
         om, s8 = cols[om_name], cols[s8_name]
-        return {"om": om, "s8": s8, "S8": s8 * np.sqrt(om / 0.3)}
+        return np.stack([om, s8, s8 * np.sqrt(om / 0.3)], axis=-1)
 
+    om_box = (by_name[om_name].low, by_name[om_name].high)
+    s8_box = (by_name[s8_name].low, by_name[s8_name].high)
+    ranges = [om_box, s8_box, _s8_range(om_box, s8_box)]
+    labels = [f"${by_name[om_name].label}$", f"${by_name[s8_name].label}$", "$S_8$"]
     n_show = min(n_show, len(exact["samples"]))
-    fig, axes = plt.subplots(2, n_show, figsize=(3.3 * n_show, 6.2), squeeze=False)
     truth = physical(exact["theta"])
+    fig = plt.figure(figsize=(5.4 * n_show, 5.4))
+    subfigs = np.atleast_1d(fig.subfigures(1, n_show))
     for k in range(n_show):
-        e, m = physical(exact["samples"][k]), physical(npe["samples"][k])
-        ax = axes[0, k]
-        rng = [_range(e["om"], m["om"]), _range(e["s8"], m["s8"])]
-        for q, color in ((e, _EXACT_COLOR), (m, _NPE_COLOR)):
-            corner.hist2d(q["om"], q["s8"], ax=ax, range=rng, bins=30, levels=(0.68, 0.95), smooth=1.0, color=color,
-                          plot_datapoints=False, plot_density=False, fill_contours=False, new_fig=False)
-        ax.axvline(truth["om"][k], color="0.5", lw=0.8)
-        ax.axhline(truth["s8"][k], color="0.5", lw=0.8)
-        ax.set_xlim(*rng[0])
-        ax.set_ylim(*rng[1])
-        ax.set_xlabel(f"${labels[om_name]}$")
-        ax.set_ylabel(f"${labels[s8_name]}$")
-        ax.set_title(f"test XOD {int(exact['index'][k])}", fontsize=9)
-        ax = axes[1, k]
-        r = _range(e["S8"], m["S8"])
-        for q, color, lab in ((e, _EXACT_COLOR, "exact (emcee)"), (m, _NPE_COLOR, "NPE")):
-            ax.hist(q["S8"], bins=40, range=r, density=True, histtype="step", color=color, label=lab)
-        ax.axvline(truth["S8"][k], color="0.5", lw=0.8, label="truth")
-        ax.set_xlabel(r"$S_8 = \sigma_8 (\Omega_m / 0.3)^{0.5}$")
-        ax.set_yticks([])
-        if k == 0:
-            ax.legend(fontsize=8, frameon=False)
-    fig.tight_layout()
+        posterior_corner([physical(exact["samples"][k]), physical(npe["samples"][k])], labels,
+                         names=["exact (emcee)", "NPE"], truth=truth[k], ranges=ranges,
+                         colors=[_EXACT_COLOR, _NPE_COLOR], fig=subfigs[k],
+                         legend_title=f"test XOD {int(exact['index'][k])}")
     save_figure(fig, path, dpi=110)

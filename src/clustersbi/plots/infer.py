@@ -2,8 +2,9 @@
 
 - :func:`plot_predicted_vs_true`: compressor or posterior-mean predictions per parameter
   against the truth, with the 1:1 line (cerardi Fig. 8);
-- :func:`plot_corner`: 1D and 2D marginals of one observation's posterior with the truth
-  (68% and 95% contours, cerardi Figs. 9-10);
+- :func:`plot_corner`: 1D and 2D marginals of the observations' posteriors with their truths
+  (smoothed 68% and 95% contours from the corner package, prior box as axis ranges; cerardi
+  Figs. 9-10);
 - :func:`plot_sbc_ranks`: SBC rank histograms with the 99% band of a uniform histogram
   (cerardi Fig. A.1);
 - :func:`plot_tarp`: TARP expected coverage against credibility level;
@@ -20,7 +21,8 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-from . import plt, save_figure
+from ..design import priors_by_name
+from . import inference_axes, plt, posterior_corner, save_figure
 
 __all__ = [
     "plot_inference_products",
@@ -74,52 +76,40 @@ def plot_predicted_vs_true(
     return Path(path)
 
 
-def _hpd_levels(h: np.ndarray, fractions=(0.68, 0.95)) -> list[float]:
-    flat = np.sort(h.ravel())[::-1]
-    cum = np.cumsum(flat) / flat.sum()
-    levels = [float(flat[min(np.searchsorted(cum, f), flat.size - 1)]) for f in fractions]
-    return sorted(set(levels))
+#: observations overlaid on one corner plot at most (the rest would hide each other)
+MAX_OVERLAID = 4
 
 
 def plot_corner(
-    samples: np.ndarray,
+    samples: np.ndarray | Sequence[np.ndarray],
     param_names: Sequence[str],
     path: str | os.PathLike,
     *,
-    truth: np.ndarray | None = None,
+    truth: np.ndarray | Sequence[np.ndarray | None] | None = None,
     bins: int = 30,
+    labels: Sequence[str] | None = None,
+    ranges: Sequence[tuple[float, float]] | None = None,
+    names: Sequence[str] | None = None,
 ) -> Path:
-    """Corner plot of posterior samples (S, n_params) with 68/95% contours and the truth."""
-    s = np.asarray(samples)
-    d = s.shape[1]
-    fig, axes = plt.subplots(d, d, figsize=(2.2 * d + 1, 2.2 * d + 1), squeeze=False)
-    for i in range(d):
-        for j in range(d):
-            ax = axes[i, j]
-            if j > i:
-                ax.set_visible(False)
-                continue
-            if i == j:
-                ax.hist(s[:, i], bins=bins, histtype="step", color="C0", density=True)
-                for q in np.quantile(s[:, i], [0.16, 0.84]):
-                    ax.axvline(q, color="C0", ls=":", lw=1)
-                if truth is not None:
-                    ax.axvline(truth[i], color="C3", lw=1)
-                ax.set_yticks([])
-            else:
-                h, xe, ye = np.histogram2d(s[:, j], s[:, i], bins=bins)
-                levels = _hpd_levels(h)
-                xc, yc = 0.5 * (xe[1:] + xe[:-1]), 0.5 * (ye[1:] + ye[:-1])
-                if len(levels) > 1 or levels[0] > 0:
-                    ax.contour(xc, yc, h.T, levels=levels + [h.max() + 1], colors=["C0", "C0"][: len(levels)])
-                ax.plot(s[:2000, j], s[:2000, i], ",", color="C0", alpha=0.2)
-                if truth is not None:
-                    ax.plot(truth[j], truth[i], "*", color="C3", ms=9)
-            if i == d - 1:
-                ax.set_xlabel(param_names[j])
-            if j == 0 and i > 0:
-                ax.set_ylabel(param_names[i])
-    fig.tight_layout()
+    """Corner plot of posterior samples with smoothed 68/95% contours and the truth (corner package).
+
+    Args:
+        samples: one posterior (S, n_params), or several ((K, S, n_params) or K arrays), overlaid.
+        param_names: parameter names (axis labels unless ``labels``).
+        truth: (n_params,) the truth of every posterior, or K truths (or None), one per posterior.
+        ranges: axis ranges per parameter (the prior box); default the samples' range.
+        names: legend entries of the K posteriors (default ``posterior k`` when K > 1).
+    """
+    arr = [np.asarray(samples)] if np.ndim(samples[0]) == 1 else [np.asarray(s) for s in samples]
+    common, own = None, None
+    if truth is not None:
+        if len(arr) > 1 and len(truth) == len(arr) and (truth[0] is None or np.ndim(truth[0]) == 1):
+            own = [None if t is None else np.asarray(t, float) for t in truth]
+        else:
+            common = np.asarray(truth, dtype=float)
+    if names is None and len(arr) > 1:
+        names = [f"posterior {k}" for k in range(len(arr))]
+    fig = posterior_corner(arr, list(labels or param_names), names=names, truth=common, truths=own, ranges=ranges, bins=bins)
     save_figure(fig, path)
     return Path(path)
 
@@ -206,14 +196,32 @@ def plot_xod_statistics(table_csv: str | os.PathLike, path: str | os.PathLike) -
     return Path(path)
 
 
-def plot_inference_products(samples_file, calibration_file, compressor_history, npe_history, paths: Mapping[str, str]) -> None:
+def _observations(f) -> tuple[list[np.ndarray], list[np.ndarray | None], list[str]]:
+    """The observation posteriors of ``samples.h5``: one ((S, P) samples, (P,) truth) or several
+    ((n_obs, S, P), (n_obs, P)), with their descriptions (attribute ``observation``)."""
+    obs = f["observation_samples"][()]
+    truth = f["observation_theta"][()] if "observation_theta" in f else None
+    described = f.attrs.get("observation", "observation")
+    if obs.ndim == 2:
+        return [obs], [truth], [str(described)]
+    n = min(len(obs), MAX_OVERLAID)
+    if isinstance(described, (str, bytes)) or np.ndim(described) == 0:
+        described = [f"{described} {k}" for k in range(len(obs))]
+    truths = [None] * n if truth is None else [np.asarray(t) if np.all(np.isfinite(t)) else None for t in truth[:n]]
+    return list(obs[:n]), truths, [str(d.decode() if isinstance(d, bytes) else d) for d in described[:n]]
+
+
+def plot_inference_products(samples_file, calibration_file, compressor_history, npe_history, paths: Mapping[str, str],
+                            priors: Mapping[str, Sequence[Mapping]] | None = None) -> None:
     """Every inference plot of one training set from the evaluate stage's files.
 
     Args:
-        samples_file: ``samples.h5`` (test samples, truths, compressed summaries, observation).
+        samples_file: ``samples.h5`` (test samples, truths, compressed summaries, observation(s)).
         calibration_file: ``calibration.json`` (SBC ranks, TARP curve).
         compressor_history, npe_history: training histories (CSV).
         paths: output paths keyed ``predicted``, ``corner``, ``ranks``, ``tarp``, ``training``.
+        priors: config ``priors``: the corner plot's axis labels and ranges (the prior box in
+            inference coordinates); without it, the parameter names and the samples' range.
     """
     import json
 
@@ -223,11 +231,14 @@ def plot_inference_products(samples_file, calibration_file, compressor_history, 
     with h5py.File(samples_file, "r") as f:
         names = [str(n) for n in f.attrs["param_names"]]
         theta, compressed = f["test_theta"][()], f["test_compressed"][()]
-        obs = f["observation_samples"][()]
-        truth = f["observation_theta"][()] if "observation_theta" in f else None
+        obs, truths, described = _observations(f)
     calibration = json.loads(Path(calibration_file).read_text())
     plot_predicted_vs_true(compressed, theta, names, paths["predicted"])
-    plot_corner(obs, names, paths["corner"], truth=truth)
+    labels, ranges = inference_axes(names, priors_by_name(priors)) if priors is not None else (names, None)
+    if len(obs) == 1:
+        plot_corner(obs[0], names, paths["corner"], truth=truths[0], labels=labels, ranges=ranges)
+    else:
+        plot_corner(obs, names, paths["corner"], truth=truths, labels=labels, ranges=ranges, names=described)
     plot_sbc_ranks(np.asarray(calibration["sbc_ranks"]), calibration["n_samples"], names, paths["ranks"])
     plot_tarp(calibration["tarp_ecp"], calibration["tarp_alpha"], paths["tarp"], atc=calibration["tarp_atc"])
     comp = pd.read_csv(compressor_history).to_dict("records")
