@@ -1,6 +1,7 @@
 # Analytic stage (analysis: analytic; cerardi sections 4.1, 5.1): Tinker08 x XXL expected XODs and
 # Poisson mocks per design chunk (gathered by xod.smk's gather_xod, then compressed and inferred as
 # any XOD), the Fisher forecast, exact posteriors of test XODs and the NPE compared with them.
+# With analysis: ldl, the simulated XODs' dN/dz against the analytic model (cerardi Fig. 7).
 
 
 # mocks, training set, Fisher forecast, exact posteriors, NPE against exact, and their figures
@@ -14,6 +15,12 @@ ANALYTIC_TARGETS = [
     "results/analytic/npe_vs_exact.csv",
     "results/analytic/npe_vs_exact.json",
     "results/plots/analytic_npe_vs_exact.png",
+]
+
+# the simulated XOD chain (analysis ldl) against the analytic model at the same area and cut
+ANALYTIC_VS_SIMULATED_TARGETS = [
+    "results/analytic/simulated_vs_analytic.json",
+    "results/plots/analytic_simulated_vs_analytic.png",
 ]
 
 
@@ -197,3 +204,45 @@ rule plot_npe_vs_exact:
         "../../envs/analytic.yaml"
     script:
         "../scripts/plot_npe_vs_exact.py"
+
+
+rule simulated_vs_analytic:
+    input:
+        xods=per_chunk("results/xod/chunk_{chunk}.h5"),
+        sigma="results/analytic/sigma_table.h5",
+        table="results/xray/emission_table.h5",
+    output:
+        comparison="results/analytic/simulated_vs_analytic.json",
+    params:
+        model=analytic_model(),
+        fiducial=analytic_fiducial(),
+        area_deg2=simulated_xod_area_deg2(),
+        z_range=[config["simulation"]["lightcone"]["z_min"], config["simulation"]["lightcone"]["z_max"]],
+        batch_size=config["analytic"]["batch_size"],
+    log:
+        "logs/analytic/simulated_vs_analytic.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        "../../envs/analytic.yaml"
+    script:
+        "../scripts/simulated_vs_analytic.py"
+
+
+rule plot_simulated_vs_analytic:
+    input:
+        comparison="results/analytic/simulated_vs_analytic.json",
+    output:
+        plot=report("results/plots/analytic_simulated_vs_analytic.png", caption="../report/analytic_simulated_vs_analytic.rst", category="Analytic"),
+    log:
+        "logs/plots/analytic_simulated_vs_analytic.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/analytic.yaml"
+    script:
+        "../scripts/plot_simulated_vs_analytic.py"

@@ -114,6 +114,12 @@ def analytic_fiducial():
     return canonical({"Omega_m": cosmo["Omega_m"], "sigma_8": cosmo["sigma_8"], **config["analytic"]["fiducial"]})
 
 
+def simulated_xod_area_deg2():
+    """Sky area of one simulated XOD [deg^2]: its n_lightcones lightcones of fov_deg2 each."""
+    lightcone = config["simulation"]["lightcone"]
+    return lightcone["fov_deg2"] * lightcone["n_lightcones"]
+
+
 def analytic_omega_m_range():
     """Omega_m range the sigma table covers: the Omega_m prior's and the Fisher point's."""
     values = [config["cosmology"]["fiducial"]["Omega_m"]]
@@ -130,7 +136,8 @@ def exact_parts():
 
 def final_outputs():
     """The default target: the design and cosmology stages (the design only for the analytic
-    analysis), the configured analysis's observables and summaries, and the inference on them.
+    analysis), the configured analysis's observables and summaries, and the inference on them;
+    with analysis ldl, the simulated XODs against the analytic model too.
 
     Each stage's products are the ``*_TARGETS`` list of its own rules file.
     """
@@ -141,5 +148,5 @@ def final_outputs():
     if config["analysis"] == "scaling":
         outputs += SIMULATE_TARGETS + SUMMARIES_TARGETS
     else:
-        outputs += LDL_TARGETS + XRAY_TARGETS + XOD_TARGETS
+        outputs += LDL_TARGETS + XRAY_TARGETS + XOD_TARGETS + ANALYTIC_VS_SIMULATED_TARGETS
     return outputs + INFER_TARGETS

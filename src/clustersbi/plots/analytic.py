@@ -1,6 +1,7 @@
-"""Figures of the analytic stage: the Fisher ellipses (cerardi Fig. 11) and the NPE against the exact
-posterior of test XODs (corner plots from the corner package: smoothed 2D histograms, 68% and
-95% of the mass, :func:`clustersbi.plots.posterior_corner`)."""
+"""Figures of the analytic stage: the Fisher ellipses (cerardi Fig. 11), the simulated XODs' dN/dz
+against the analytic model (cerardi Fig. 7) and the NPE against the exact posterior of test XODs
+(corner plots from the corner package: smoothed 2D histograms, 68% and 95% of the mass,
+:func:`clustersbi.plots.posterior_corner`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ..design import priors_by_name
 from ..products import read_exact_posteriors, read_npe_posteriors
 from . import plt, posterior_corner, save_figure
 
-__all__ = ["plot_fisher_ellipses", "plot_npe_vs_exact", "DELTA_CHI2_2D"]
+__all__ = ["plot_fisher_ellipses", "plot_npe_vs_exact", "plot_simulated_vs_analytic", "DELTA_CHI2_2D"]
 
 #: Delta chi^2 of the 68.3% and 95.4% regions of a 2D Gaussian
 DELTA_CHI2_2D = (2.30, 6.18)
@@ -129,4 +130,41 @@ def plot_npe_vs_exact(exact_file: str | os.PathLike, npe_file: str | os.PathLike
                          names=["exact (emcee)", "NPE"], truth=truth[k], ranges=ranges,
                          colors=[_EXACT_COLOR, _NPE_COLOR], fig=subfigs[k],
                          legend_title=f"test XOD {int(exact['index'][k])}")
+    save_figure(fig, path, dpi=110)
+
+
+def plot_simulated_vs_analytic(comparison_file: str | os.PathLike, path: str | os.PathLike) -> None:
+    """dN/dz of the simulated XODs against the analytic model, and their ratio (cerardi Fig. 7).
+
+    Top: counts per unit redshift summed over the simulated XODs (blue) and the analytic
+    expectation at each XOD's own cosmology (orange), each with its 1-sigma Poisson band (sqrt
+    of the counts), and the analytic expectation at the fiducial point for the same area
+    (dashed). Bottom: simulated / analytic per z bin with Poisson errors, the ratio of totals.
+    """
+    data = json.loads(Path(comparison_file).read_text())
+    edges = np.asarray(data["z_edges"])
+    dz, mid = np.diff(edges), 0.5 * (edges[1:] + edges[:-1])
+    sim, ana = np.asarray(data["simulated_per_z"]), np.asarray(data["analytic_per_z"])
+    fid = np.asarray(data["fiducial"]["analytic_per_z"])
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.6, 5.6), sharex=True, gridspec_kw={"height_ratios": [2.2, 1]})
+    for counts, color, label in ((sim, "C0", "simulations (LDL)"), (ana, "C1", "analytic, at each XOD's cosmology")):
+        top.stairs(counts / dz, edges, color=color, lw=1.6, label=label)
+        top.stairs((counts + np.sqrt(counts)) / dz, edges, baseline=(counts - np.sqrt(counts)) / dz, fill=True,
+                   color=color, alpha=0.25, lw=0)
+    top.stairs(fid / dz, edges, color="C1", ls="--", lw=1.2, label="analytic, fiducial cosmology")
+    top.set_ylabel("dN/dz")
+    top.set_ylim(bottom=0)
+    top.legend(fontsize=8, frameon=False,
+               title=f"{data['n_xods']} XODs x {data['area_deg2']:g} deg$^2$, CR > {data['cr_cut_cts_s']:g} c/s",
+               title_fontsize=8)
+    ratio, err = np.asarray(data["ratio_per_z"], float), np.asarray(data["ratio_error_per_z"], float)
+    bottom.errorbar(mid, ratio, yerr=err, xerr=0.5 * dz, fmt="o", color="C0", ms=4, lw=1)
+    bottom.axhline(1.0, color="k", lw=0.8)
+    bottom.axhline(data["ratio_of_totals"], color="C0", ls=":", lw=1,
+                   label=f"totals: {data['ratio_of_totals']:.2f} $\\pm$ {data['ratio_of_totals_error']:.2f}")
+    bottom.set_xlabel("z")
+    bottom.set_ylabel("simulated / analytic")
+    bottom.legend(fontsize=8, frameon=False)
+    bottom.set_xlim(edges[0], edges[-1])
+    fig.tight_layout()
     save_figure(fig, path, dpi=110)

@@ -48,6 +48,19 @@ Contracts (rules of ``analytic.smk``; every output written atomically):
   and ``results/analytic/npe_vs_exact.json`` (per quantity the medians and the fractions within
   the targets |offset| <= 0.2, 0.85 <= width ratio <= 1.15).
 
+- ``simulated_vs_analytic`` (analysis ``ldl``; cerardi section 5.1, Fig. 7): in the simulated
+  XODs ``results/xod/chunk_{chunk}.h5`` (:mod:`clustersbi.stages.xod`), the sigma and emission
+  tables; out ``results/analytic/simulated_vs_analytic.json``: the counts inside the XOD bins
+  (CR_[0.5-2] above the cut, HR and CR inside the edges) per z bin, summed over the simulated
+  XODs (``simulated_per_z``), and the analytic expectation lambda(z) of each XOD at its own
+  Omega_m, sigma_8 (the XXL relations at their fiducial values) for the same area
+  (``simulation.lightcone.fov_deg2`` x ``n_lightcones``), summed the same way
+  (``analytic_per_z``); their ratio per bin with its Poisson error, the totals and
+  ``ratio_of_totals`` (sim / analytic) with its Poisson error; ``fiducial``: lambda(z) at
+  ``cosmology.fiducial`` for one XOD and for all of them; ``per_xod``: index, Omega_m,
+  sigma_8 and both totals per simulated XOD; ``z_edges``, ``area_deg2`` (one XOD),
+  ``n_xods``, ``total_area_deg2``, ``cr_cut_cts_s``.
+
 Parameters: the design's parameter names are the prior names; they map onto the fields of
 :class:`clustersbi.analytic.XxlParameters` by :func:`xxl_field` (the field name itself, or an
 alias of :data:`XXL_ALIASES`). Parameters without a prior keep ``cosmology.fiducial`` (Omega_m,
@@ -110,6 +123,8 @@ __all__ = [
     "exact_posteriors_part",
     "gather_exact_posteriors",
     "npe_vs_exact_stage",
+    "simulated_z_counts",
+    "simulated_vs_analytic_stage",
     "S8_PIVOT_OMEGA_M",
 ]
 
@@ -636,3 +651,130 @@ def npe_vs_exact_stage(exact_file, compressed_file, npe_file, priors: Mapping[st
         logger.info("%s: median |offset| %.3f sigma_exact, median width ratio %.3f", name,
                     summary["per_parameter"][name]["median_abs_offset"], summary["per_parameter"][name]["median_width_ratio"])
     write_json(outputs["summary"], summary)
+
+
+# ============================================================================ simulations against the model
+#: cosmological parameters the sigma table fixes (cosmology.fiducial): a design that varies them
+#: has no analytic counterpart here
+_FIXED_BY_SIGMA_TABLE = ("h", "n_s", "Omega_b")
+
+
+def simulated_z_counts(xod_files: Sequence[str | Path], bins: XodBins) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Per simulated XOD its record's parameters, and its counts per z bin (summed over CR and HR).
+
+    Returns:
+        (rows, counts): ``rows[k]`` the simulation attributes of XOD k (``index``, ``param_names``,
+        ``theta``, ...), ``counts`` (n_xod, n_z), in index order.
+    """
+    rows, counts = [], []
+    want = bins.to_attrs()
+    for path in xod_files:
+        with ChunkFile.open(path) as f:
+            stored = f.attrs
+            for key, edges in want.items():
+                have = np.asarray(stored.get(key, []), dtype=float)
+                if have.shape != edges.shape or not np.allclose(have, edges, rtol=1e-9, atol=1e-12):
+                    raise ValueError(f"{path}: XOD {key} {have.tolist()} differ from the configured xod.bins {edges.tolist()}")
+            for meta, group in f.simulations():
+                xod = group["xod"][()]
+                if xod.shape[-1] != bins.z.size - 1:
+                    raise ValueError(f"{path}: simulation {meta['index']} has an XOD of shape {xod.shape}")
+                rows.append(meta)
+                counts.append(xod.sum(axis=(0, 1)))
+    if not rows:
+        raise ValueError(f"no simulated XOD in {len(xod_files)} files")
+    order = np.argsort([int(r["index"]) for r in rows], kind="stable")
+    return [rows[i] for i in order], np.asarray(counts, dtype=float)[order]
+
+
+def _cosmology_of(meta: Mapping[str, Any], base: XxlParameters) -> tuple[float, float]:
+    """(Omega_m, sigma_8) of a simulated XOD: its design values, else the fiducial's."""
+    values = dict(zip([str(n) for n in meta["param_names"]], map(float, meta["theta"])))
+    varied = sorted(set(values) & set(_FIXED_BY_SIGMA_TABLE))
+    if varied:
+        raise ValueError(f"simulation {meta['index']} varies {varied}; the analytic model fixes them at cosmology.fiducial")
+    by_field = {XXL_ALIASES.get(n, n): v for n, v in values.items()}
+    return by_field.get("omega_m", float(base.omega_m)), by_field.get("sigma_8", float(base.sigma_8))
+
+
+def _ratio(num, den) -> tuple[np.ndarray, np.ndarray]:
+    """num / den and its Poisson error sqrt(num) / den (NaN where den = 0)."""
+    num, den = np.asarray(num, float), np.asarray(den, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / den, np.nan), np.where(den > 0, np.sqrt(num) / den, np.nan)
+
+
+def simulated_vs_analytic_stage(xod_files: Sequence[str | Path], sigma_file, table_file, model_cfg: Mapping[str, Any],
+                                fiducial: Mapping[str, float], area_deg2: float, z_range: Sequence[float],
+                                batch_size: int, out_file) -> dict[str, Any]:
+    """Rule ``simulated_vs_analytic``: dN/dz of the simulated XODs against lambda(z) (module contract).
+
+    Each simulated XOD (``n_lightcones`` lightcones of ``fov_deg2``) is compared with the
+    analytic model at its own Omega_m and sigma_8 (the simulations sit at design points, not at
+    the fiducial; the feedback parameters have no analytic counterpart) for the same area, CR
+    cut, XOD bins and emission table; the sums over XODs are compared per z bin and in total
+    (cerardi section 5.1 finds the simulations ~40% above the analytic model at the fiducial).
+    Errors are Poisson (sqrt of the simulated counts); sample variance is left out.
+
+    Args:
+        xod_files: the simulated chunks' XOD files (rule ``bin_xod``).
+        model_cfg: as :func:`build_model` (the same bins and cut as the simulated XODs').
+        fiducial: ``{Omega_m, sigma_8, <XXL fields>}`` (rules/common.smk ``analytic_fiducial``).
+        area_deg2: area of one simulated XOD [deg^2]: fov_deg2 x n_lightcones.
+        z_range: (z_min, z_max) of the lightcones: the XOD z edges must lie inside it (bins
+            outside would hold no simulated cluster by construction).
+        batch_size: parameter points per vectorised call.
+    """
+    bins = XodBins.from_spec(model_cfg["xod"]["bins"])
+    z_lo, z_hi = float(z_range[0]), float(z_range[1])
+    if bins.z[0] < z_lo - 1e-9 or bins.z[-1] > z_hi + 1e-9:
+        raise ValueError(f"xod.bins.z [{bins.z[0]}, {bins.z[-1]}] reaches outside the simulated lightcones' "
+                         f"simulation.lightcone z range [{z_lo}, {z_hi}]: no simulated cluster can fall there; "
+                         "narrow xod.bins.z to compare with the analytic model")
+    rows, simulated = simulated_z_counts(xod_files, bins)
+    model, _ = build_model(sigma_file, table_file, model_cfg)
+    base = fiducial_parameters(fiducial)
+    cosmo = np.array([_cosmology_of(r, base) for r in rows])
+    _check_omega_m(model, cosmo[:, 0], "simulated design points")
+    area = float(area_deg2)
+    points = np.vstack([cosmo, [[base.omega_m, base.sigma_8]]])
+    lam = expected_xods(model, area, points, names=("omega_m", "sigma_8"), base=base,
+                        batch_size=max(1, min(int(batch_size), len(points))))
+    lam_z = lam.sum(axis=(1, 2))  # (n_xod + 1, n_z): clusters inside the XOD bins per z bin
+    analytic, fid = lam_z[:-1], lam_z[-1]
+    sim_z, ana_z = simulated.sum(axis=0), analytic.sum(axis=0)
+    ratio_z, ratio_z_err = _ratio(sim_z, ana_z)
+    ratio, ratio_err = _ratio(sim_z.sum(), ana_z.sum())
+    n = len(rows)
+    out = {
+        "z_edges": bins.z.tolist(),
+        "cr_cut_cts_s": float(model_cfg["cr_cut_cts_s"]),
+        "area_deg2": area,
+        "n_xods": n,
+        "total_area_deg2": area * n,
+        "simulated_per_z": sim_z.tolist(),
+        "analytic_per_z": ana_z.tolist(),
+        "ratio_per_z": ratio_z.tolist(),
+        "ratio_error_per_z": ratio_z_err.tolist(),
+        "simulated_total": float(sim_z.sum()),
+        "analytic_total": float(ana_z.sum()),
+        "ratio_of_totals": float(ratio),
+        "ratio_of_totals_error": float(ratio_err),
+        "fiducial": {
+            "parameters": {k: float(v) for k, v in base._asdict().items()},
+            "analytic_per_z_one_xod": fid.tolist(),
+            "analytic_per_z": (fid * n).tolist(),
+            "analytic_total": float(fid.sum() * n),
+        },
+        "per_xod": [{"index": int(r["index"]), "split": str(r["split"]), "Omega_m": float(c[0]), "sigma_8": float(c[1]),
+                     "simulated": float(s.sum()), "analytic": float(a.sum())}
+                    for r, c, s, a in zip(rows, cosmo, simulated, analytic)],
+    }
+    for key in ("simulated_total", "analytic_total"):
+        if not np.isfinite(out[key]):
+            raise ValueError(f"{key} is not finite: {out[key]}")
+    write_json(out_file, out)
+    logger.info("%d simulated XODs of %.3g deg^2: %.0f clusters simulated, %.1f expected analytically at their "
+                "cosmologies (%.1f at the fiducial): ratio %.3f +- %.3f", n, area, out["simulated_total"],
+                out["analytic_total"], out["fiducial"]["analytic_total"], ratio, ratio_err)
+    return out
