@@ -24,6 +24,8 @@ __all__ = ["save_figure", "plt", "posterior_corner", "inference_axes", "CONTOUR_
 
 #: probability mass inside the 2D contours of :func:`posterior_corner`
 CONTOUR_LEVELS = (0.68, 0.95)
+#: fewest histogram bins per axis of :func:`posterior_corner`
+MIN_BINS = 10
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
@@ -85,10 +87,11 @@ def posterior_corner(
 ):
     """Corner plot of several posteriors' samples overlaid (corner.corner); returns the figure.
 
-    The 2D panels show the contours holding ``levels`` of each posterior's mass (histograms of
-    ``bins`` bins, Gaussian-smoothed by ``smooth`` bins), the diagonal the smoothed 1D
-    marginals, each normalised to unit sum so that posteriors of different sample sizes
-    compare. Histograms are binned over the samples' own range; the axes span ``ranges``.
+    The 2D panels show the contours holding ``levels`` of each posterior's mass (histograms
+    Gaussian-smoothed by ``smooth`` bins), the diagonal the smoothed 1D marginals, normalised
+    alike so that posteriors of different sample sizes compare. A posterior of S samples gets
+    sqrt(S) / 2 bins per axis, at least 10 and at most ``bins`` (a 30 x 30 histogram of 200
+    samples is noise). Histograms span the samples' own range; the axes span ``ranges``.
 
     Args:
         posteriors: K sample arrays (S_k, P), in the units of the axes.
@@ -115,8 +118,10 @@ def posterior_corner(
     diag_max = np.zeros(n_par)
     for k, s in enumerate(posteriors):
         own = truths[k] if truths is not None else None
+        n_bins = int(np.clip(round(np.sqrt(len(s)) / 2), MIN_BINS, max(bins, MIN_BINS)))
+        # weights n_bins / S: every posterior's 1D marginal in the same units (density x axis range)
         corner.corner(
-            s, bins=bins, range=bin_ranges, weights=np.full(len(s), 1.0 / len(s)), color=colors[k], smooth=smooth,
+            s, bins=n_bins, range=bin_ranges, weights=np.full(len(s), n_bins / len(s)), color=colors[k], smooth=smooth,
             smooth1d=smooth, levels=tuple(levels), labels=list(labels), truths=None if own is None else list(own),
             truth_color=colors[k], plot_datapoints=False, plot_density=False, fill_contours=False, no_fill_contours=True,
             contour_kwargs={"linewidths": 1.2}, hist_kwargs={"lw": 1.2}, max_n_ticks=4, fig=fig,

@@ -236,7 +236,7 @@ def plot_inference_products(samples_file, calibration_file, compressor_history, 
     plot_predicted_vs_true(compressed, theta, names, paths["predicted"])
     labels, ranges = inference_axes(names, priors_by_name(priors)) if priors is not None else (names, None)
     if len(obs) == 1:
-        plot_corner(obs[0], names, paths["corner"], truth=truths[0], labels=labels, ranges=ranges)
+        plot_corner(obs[0], names, paths["corner"], truth=truths[0], labels=labels, ranges=ranges, names=described)
     else:
         plot_corner(obs, names, paths["corner"], truth=truths, labels=labels, ranges=ranges, names=described)
     plot_sbc_ranks(np.asarray(calibration["sbc_ranks"]), calibration["n_samples"], names, paths["ranks"])
