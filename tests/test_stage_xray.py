@@ -48,7 +48,7 @@ NOISE_REDRAW_MATCH = 0.999
 OMEGA_M, H = 0.3, 0.7
 Z_MIN, Z_MAX, N_SLABS, FOV_DEG2, CELL_MPC_H = 0.1, 0.3, 2, 1.0, 1.0
 MPC_CM = 3.0856775814913673e24
-NE_OVER_NH = 1.0 + 2.0 * 0.0977  # fully ionised H + He, n_He/n_H of Anders & Grevesse (1989)
+NE_OVER_NH = 1.0 + 0.24 / (2.0 * 0.76)  # fully ionised primordial H + He, X_H = 0.76 (clustersbi.constants)
 K_B_KEV_PER_K = 8.617333262e-8
 PARAM_NAMES = ["Omega_m", "sigma_8", "A_SN1", "A_SN2", "A_AGN1", "A_AGN2"]
 N_LIGHTCONES = 2
