@@ -92,6 +92,36 @@ def test_temperature_of_ionised_gas_known_value():
     assert gas.mean_molecular_weight(x_e) == pytest.approx(4.0 / 6.8, rel=1e-12)  # 1 + 2.28 + 3.52
 
 
+def test_painted_cell_emission_measure_uses_the_one_gas_composition():
+    """One fully ionised primordial gas particle painted at a cell centre, then seen by the X-ray
+    stage: its EM = n_e n_H V equals the hand value x_e (m X_H / m_p)^2 / V_phys, which holds
+    only if the X-ray stage's n_e / n_H is the composition the gas was painted with."""
+    from clustersbi import constants
+    from clustersbi.xray import EmissionTable, voxel_count_rates
+    from clustersbi.xray.emission import BremsstrahlungBackend
+
+    x_h = 0.76
+    x_e = 1.0 + (1.0 - x_h) / (2.0 * x_h)  # fully ionised H + He, m_He = 4 m_H: 1.158
+    assert constants.NE_OVER_NH == pytest.approx(x_e, rel=1e-12) and gas.X_E_IONISED == constants.NE_OVER_NH
+    assert BremsstrahlungBackend().ne_over_nh == pytest.approx(x_e, rel=1e-12)
+    h, z, chi, cell = 0.7, 0.25, 700.0, BOX / MESH[0]
+    m_g = 1e12 * units.Msun.to(units.g)
+    centre = np.array([[cell * 4.5, cell * 7.5, cell * 2.5]])  # a cell centre: CIC puts it all in one cell
+    electrons = gas.paint_gas_particles(centre, np.array([m_g]), np.array([x_e]), np.array([1e7]), MESH, BOX)[0]
+    assert np.count_nonzero(electrons) == 1
+    v_com_cm3 = (cell * units.Mpc / h).to(units.cm).value ** 3
+    ne_com = electrons / v_com_cm3  # the grid's comoving n_e [cm^-3]
+    unit_table = EmissionTable(kt_kev=np.array([0.1, 100.0]), z=np.array([0.0, 1.0]), bands_kev=np.array([[0.5, 2.0]]),
+                               rate=np.ones((1, 2, 2)))
+    d_cm = (chi * units.Mpc / h).to(units.cm).value
+    rate = voxel_count_rates(ne_com, np.full(MESH, 1e7), z, chi, cell**3, h, unit_table)  # EM / (4 pi D^2)
+    em_code = rate.sum() * 4.0 * np.pi * d_cm**2
+    v_phys = v_com_cm3 / (1.0 + z) ** 3
+    n_h = m_g * x_h / const.m_p.to(units.g).value / v_phys
+    em_hand = (x_e * n_h) * n_h * v_phys
+    assert em_code == pytest.approx(em_hand, rel=NE_RTOL), f"EM {em_code:.6e} vs hand {em_hand:.6e}"
+
+
 def test_camels_loader_rejects_bad_input(tmp_path):
     path = tmp_path / "bad.hdf5"
     with h5py.File(path, "w") as f:

@@ -35,7 +35,10 @@ FLUX_RTOL = 2e-3
 CLUMP_CR_RTOL = 0.01
 #: detected centroid vs the clump cell's projected centre [pixels] (a cell spans ~4-6 pixels)
 POSITION_TOL_PIX = 1.0
-#: catalogue z vs the nominal slab mid redshift (painted depth is whole cells)
+#: catalogue z (emission-weighted, the default) vs the clump cell's redshift (astropy's z(chi)
+#: interpolated on a 5e-5 grid vs the painter's)
+CLUMP_Z_ATOL = 1e-5
+#: z_mode slab: catalogue z vs the nominal slab mid redshift (painted depth is whole cells)
 SLAB_Z_ATOL = 2e-4
 #: HR of a single-temperature clump vs the table's band ratio at its redshift
 HR_RTOL = 1e-3
@@ -48,7 +51,7 @@ NOISE_REDRAW_MATCH = 0.999
 OMEGA_M, H = 0.3, 0.7
 Z_MIN, Z_MAX, N_SLABS, FOV_DEG2, CELL_MPC_H = 0.1, 0.3, 2, 1.0, 1.0
 MPC_CM = 3.0856775814913673e24
-NE_OVER_NH = 1.0 + 2.0 * 0.0977  # fully ionised H + He, n_He/n_H of Anders & Grevesse (1989)
+NE_OVER_NH = 1.0 + 0.24 / (2.0 * 0.76)  # fully ionised primordial H + He, X_H = 0.76 (clustersbi.constants)
 K_B_KEV_PER_K = 8.617333262e-8
 PARAM_NAMES = ["Omega_m", "sigma_8", "A_SN1", "A_SN2", "A_AGN1", "A_AGN2"]
 N_LIGHTCONES = 2
@@ -225,12 +228,24 @@ def test_injected_clumps_detected_with_their_count_rate(chain):
         assert len(cat) and sep_pix.min() < POSITION_TOL_PIX, f"clump {dict(inj)} not found (nearest {sep_pix.min() if len(cat) else None} pix)"
         row = cat.iloc[int(np.argmin(sep_pix))]
         assert abs(row["CR"] / inj.cr - 1) < CLUMP_CR_RTOL, f"CR {row['CR']:.5g} vs injected {inj.cr}"
-        # slab mid redshift of the painted depth (whole cells: up to half a cell from the nominal)
-        assert row["z"] == pytest.approx(0.5 * (g["z_lo"] + g["z_hi"]), abs=SLAB_Z_ATOL), row["z"]
+        # a single-cell clump: its emission-weighted z is its cell's
+        assert row["z"] == pytest.approx(inj.z, abs=CLUMP_Z_ATOL), (row["z"], inj.z)
         rates = table(CLUMP_KT_KEV, inj.z)
         assert abs(row["HR"] / (rates[1] / rates[0]) - 1) < HR_RTOL, f"HR {row['HR']:.5g} vs {rates[1] / rates[0]:.5g}"
     n_det = sum(len(c) for c in cats.values())
     assert n_det == len(injected), f"{n_det} detections for {len(injected)} injected clumps"
+
+
+def test_slab_z_mode_gives_the_slab_mid_redshift(chain, config, tmp_path):
+    d, _, geoms, _ = chain
+    detect_chunk(d / "maps.h5", {**config["detection"], "z_mode": "slab"}, tmp_path / "catalogs.h5")
+    with h5py.File(tmp_path / "catalogs.h5", "r") as f:
+        cat = catalogue_from_h5(f["sim_000001/lc_00"])
+    assert len(cat)
+    for _, row in cat.iterrows():
+        g = geoms[int(row["slab"])]
+        # slab mid redshift of the painted depth (whole cells: up to half a cell from the nominal)
+        assert row["z"] == pytest.approx(0.5 * (g["z_lo"] + g["z_hi"]), abs=SLAB_Z_ATOL), row["z"]
 
 
 def test_xod_counts_equal_catalogue_rows_in_range(chain, config):
@@ -295,6 +310,10 @@ def test_realistic_maps_poisson_noise_is_seeded_and_unbiased(chain, config, desi
         z = (counts - expected_counts) / np.sqrt(expected_counts)
         assert np.all(np.abs(z) < POISSON_NSIGMA), f"total counts {counts} vs expected {expected_counts} ({z} sigma)"
         assert not np.array_equal(a["sim_000001/lc_00/rate_cts_s"][0], a["sim_000001/lc_00/rate_cts_s"][1])
+        # the weights of the z sums stay noise-free: the clean all-band rate per slab
+        np.testing.assert_allclose(a["sim_000001/lc_00/z_weight_cts_s"][()], clean["sim_000001/lc_00/rate_cts_s"][()].sum(axis=1),
+                                   rtol=1e-6, atol=0.0)
+        assert "z_weight_cts_s" not in clean["sim_000001/lc_00"]
         # the draws are the documented streams, derive_seed(seed, XRAY_NOISE, index, lightcone, slab)
         # with slab = n_slabs for the summed map: redrawn here from the noise-free maps, so the
         # noise is a pure function of the seed and the indices (a rerun gives the same maps)

@@ -5,6 +5,19 @@ definition is exact (c, h, k_B, e); the astronomical units from IAU 2012 B2 (au)
 B3 (nominal solar mass parameter, with G of CODATA 2018); the critical density from the
 Particle Data Group's Astrophysical Constants (2022): rho_crit = 3 H0^2 / (8 pi G) for
 H0 = 100 h km/s/Mpc.
+
+Gas composition, one for the whole chain (the gas model's n_e and T, the X-ray stage's
+emission measure and bremsstrahlung): primordial hydrogen mass fraction X_H = 0.76 (helium
+Y = 1 - X_H = 0.24; Planck 2018 BBN gives Y_P = 0.245), the value IllustrisTNG and CAMELS
+use and record their ``ElectronAbundance`` against, fully ionised H and He, and m_He = 4 m_H:
+
+    n_He / n_H = Y / (4 X_H) = 0.0789,    n_e / n_H = 1 + 2 n_He / n_H = 1 + Y / (2 X_H) = 1.158.
+
+Metals are left out: fully ionised, Anders & Grevesse (1989) metals at 0.3 solar would add
+~0.004 to n_e / n_H (< 0.5%). (The AG89 *solar* mixture, n_He / n_H = 0.0977, gives 1.195: a
+photospheric helium abundance, not the primordial gas of the simulations.) APEC tables carry
+their own (AG89) helium; against this composition that changes their H + He continuum by a
+few per cent, well below their line emission (FACTS.md).
 """
 
 from __future__ import annotations
@@ -25,6 +38,9 @@ __all__ = [
     "K_B_KEV_PER_K",
     "RHO_CRIT_H2_G_CM3",
     "RHO_CRIT_MSUN_H_MPC_H3",
+    "X_H",
+    "HE_TO_H_NUMBER",
+    "NE_OVER_NH",
 ]
 
 #: Speed of light [km/s] (exact).
@@ -57,3 +73,10 @@ K_B_KEV_PER_K = K_B_ERG_K / KEV_ERG
 RHO_CRIT_H2_G_CM3 = 1.87834e-29
 #: Critical density today [h^2 Msun Mpc^-3] = [Msun/h (Mpc/h)^-3].
 RHO_CRIT_MSUN_H_MPC_H3 = 2.77536627e11
+
+#: Hydrogen mass fraction of the gas (primordial, as IllustrisTNG / CAMELS; module docstring).
+X_H = 0.76
+#: n_He / n_H = (1 - X_H) / (4 X_H) (m_He = 4 m_H): 0.0789.
+HE_TO_H_NUMBER = (1.0 - X_H) / (4.0 * X_H)
+#: n_e / n_H of fully ionised H + He = 1 + 2 n_He / n_H = 1.158 (metals left out, < 0.5%).
+NE_OVER_NH = 1.0 + 2.0 * HE_TO_H_NUMBER

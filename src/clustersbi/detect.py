@@ -5,7 +5,14 @@ map (sum of the bands): background (optional), extraction above a threshold, deb
 segmentation map. Each source's count rate per band is the sum of the (background-subtracted)
 band maps over its segmentation mask; CR = sum over bands, HR = CR[band 1] / CR[band 0]
 (CR[1-2] / CR[0.5-1] by default); sources with CR < ``cr_cut_cts_s`` (0.02 c/s) are dropped.
-Redshift: the slab's mid redshift, or the emission-weighted redshift over the mask.
+Redshift (``z_mode``): by default continuous, the emission-weighted redshift of the source,
+sum(z x rate) / sum(rate) over its segmentation mask, from the per-pixel sums over the cell
+layers of the slab along the line of sight that the X-ray maps carry (``z_rate_sum``, and the
+noise-free all-band rate when the maps are noisy): exact for the flux-weighted mean z of the
+cells in the footprint, as a spectroscopic redshift of the cluster. ``slab`` gives every
+source its slab's mid redshift instead (12 values per lightcone: binned in z, some bins
+collect two slabs and some one, and which ones changes with Omega_m; a geometric feature no
+survey catalogue has).
 Sky position: offsets from the field centre in the tangent plane, converted to (RA, Dec)
 around ``centre_deg``.
 
@@ -44,7 +51,7 @@ class DetectionConfig:
             background-free maps as in the paper).
         background_box_pix: background mesh size [pixels].
         filter: convolve with sep's default 3x3 kernel before thresholding.
-        z_mode: ``slab`` (slab mid redshift) or ``emission_weighted``.
+        z_mode: ``emission_weighted`` (continuous, module docstring) or ``slab`` (slab mid redshift).
         hr_bands: (numerator, denominator) band indices of HR.
     """
 
@@ -57,7 +64,7 @@ class DetectionConfig:
     subtract_background: bool = False
     background_box_pix: int = 32
     filter: bool = True
-    z_mode: Literal["slab", "emission_weighted"] = "slab"
+    z_mode: Literal["slab", "emission_weighted"] = "emission_weighted"
     hr_bands: tuple[int, int] = (1, 0)
 
 
@@ -75,6 +82,7 @@ def detect_sources(
     centre_deg: tuple[float, float] = (0.0, 0.0),
     slab: int = 0,
     return_segmentation: bool = False,
+    z_weight_cts_s: np.ndarray | None = None,
 ):
     """Detect sources on one slab's maps and measure CR per band, HR, z and position.
 
@@ -84,7 +92,10 @@ def detect_sources(
         config: :class:`DetectionConfig`.
         bands_kev: (n_b, 2) bands, for column names.
         z_slab: the slab's redshift (``z_mode="slab"``).
-        z_rate_sum: (ny, nx) sum of all-band rate x z (``z_mode="emission_weighted"``).
+        z_rate_sum: (ny, nx) per pixel, the sum over the slab's cells of all-band rate x z
+            [cts/s] (``z_mode="emission_weighted"``).
+        z_weight_cts_s: (ny, nx) the all-band rate that ``z_rate_sum`` is weighted with
+            (noise-free); default the sum of ``band_maps_cts_s`` (right for noise-free maps).
         centre_deg: (RA, Dec) of the field centre [deg].
         slab: slab index recorded in the catalogue.
         return_segmentation: also return sep's segmentation map (ny, nx), 0 = no source.
@@ -146,8 +157,12 @@ def detect_sources(
     elif config.z_mode == "emission_weighted":
         if z_rate_sum is None:
             raise ValueError("z_mode 'emission_weighted' needs z_rate_sum")
-        all_band = np.bincount(labels, weights=np.asarray(band_maps_cts_s).sum(axis=0).ravel(), minlength=n + 1)[1:]
-        zs = np.bincount(labels, weights=np.asarray(z_rate_sum).ravel(), minlength=n + 1)[1:]
+        weight = np.asarray(band_maps_cts_s).sum(axis=0) if z_weight_cts_s is None else np.asarray(z_weight_cts_s)
+        if weight.shape != (ny, nx) or np.shape(z_rate_sum) != (ny, nx):
+            raise ValueError(f"z_rate_sum {np.shape(z_rate_sum)} and the z weights {weight.shape} must be (ny, nx) = {(ny, nx)}")
+        # float64 sums: the stored maps are float32
+        all_band = np.bincount(labels, weights=weight.ravel().astype(np.float64), minlength=n + 1)[1:]
+        zs = np.bincount(labels, weights=np.asarray(z_rate_sum, dtype=np.float64).ravel(), minlength=n + 1)[1:]
         with np.errstate(divide="ignore", invalid="ignore"):
             z = zs / all_band
     else:
@@ -178,11 +193,13 @@ def detect_sources(
 
 def detect_lightcone(slab_maps, pixel_arcmin: float, config: DetectionConfig = DetectionConfig(), bands_kev=((0.5, 1.0), (1.0, 2.0)), centre_deg=(0.0, 0.0)) -> pd.DataFrame:
     """Run :func:`detect_sources` on each slab map of a lightcone (:class:`~clustersbi.xray.SlabMap`
-    or any object with ``rate_cts_s``, ``z_lo``, ``z_hi``, ``z_rate_sum``); concatenated catalogue."""
+    or any object with ``rate_cts_s``, ``z_lo``, ``z_hi``, ``z_rate_sum`` and optionally
+    ``z_weight_cts_s``, the noise-free all-band rate of noisy maps); concatenated catalogue."""
     cats = []
     for i, m in enumerate(slab_maps):
         z_mid = 0.5 * (m.z_lo + m.z_hi)
-        cats.append(detect_sources(m.rate_cts_s, pixel_arcmin, config, bands_kev, z_mid, m.z_rate_sum, centre_deg, slab=i))
+        cats.append(detect_sources(m.rate_cts_s, pixel_arcmin, config, bands_kev, z_mid, m.z_rate_sum, centre_deg, slab=i,
+                                   z_weight_cts_s=getattr(m, "z_weight_cts_s", None)))
     return pd.concat(cats, ignore_index=True) if cats else pd.DataFrame(columns=list(CATALOGUE_COLUMNS))
 
 

@@ -53,7 +53,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .constants import K_B_ERG_K, M_P_G, MPC_CM, MSUN_G, RHO_CRIT_H2_G_CM3
+from .constants import K_B_ERG_K, M_P_G, MPC_CM, MSUN_G, NE_OVER_NH, RHO_CRIT_H2_G_CM3, X_H
 from .mesh import assign_to_mesh
 
 __all__ = [
@@ -70,10 +70,9 @@ __all__ = [
     "zeldovich_particles",
 ]
 
-#: Hydrogen mass fraction (primordial, as IllustrisTNG).
-X_H = 0.76
-#: Electrons per hydrogen atom for fully ionised H + He with X_H = 0.76.
-X_E_IONISED = 1.0 + (1.0 - X_H) / (2.0 * X_H)
+#: Electrons per hydrogen atom of fully ionised H + He with X_H = 0.76: the chain's one gas
+#: composition (:data:`clustersbi.constants.NE_OVER_NH`, 1.158), also the X-ray stage's n_e / n_H.
+X_E_IONISED = NE_OVER_NH
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,11 @@ Contracts (HDF5 chunk files, :class:`clustersbi.io.ChunkFile`; every output writ
   ``t_k`` [K] on the slab mesh (n_w, n_w, n_d), line of sight along the last axis, the slab
   geometry as attributes). Out ``results/xray/maps/chunk_{chunk}.h5``: per
   ``sim_{index:06d}/lc_{l:02d}`` ``rate_cts_s`` (n_slabs, n_b, n_pix, n_pix) float32 per-slab
-  count-rate maps [cts/s per pixel], ``z_rate_sum`` (n_slabs, n_pix, n_pix) (all-band rate x
-  z, for emission-weighted redshifts), ``summed_cts_s`` (n_b, n_pix, n_pix) the whole
+  count-rate maps [cts/s per pixel], ``z_rate_sum`` (n_slabs, n_pix, n_pix) (per pixel, the
+  sum over the slab's cell layers of all-band rate x z, for the continuous emission-weighted
+  redshifts of the detections), with observational effects on (``xray.realistic``) also
+  ``z_weight_cts_s`` (n_slabs, n_pix, n_pix), the noise-free all-band rate that ``z_rate_sum``
+  is weighted with (the noisy maps are not), ``summed_cts_s (n_b, n_pix, n_pix) the whole
   lightcone, ``z_lo``, ``z_hi`` (n_slabs,), ``total_cells_cts_s`` (n_slabs, n_b) the sum over
   every cell before projection; the ``sim_`` group carries the simulation record, omega_m, h.
 - rule ``detect``: ``results/xray/catalogs/chunk_{chunk}.h5``: per ``sim_/lc_`` group the
@@ -32,7 +35,9 @@ and Poisson photon noise for an exposure time to every per-slab map (detection r
 so each slab map is observed as a full pointing: the background is added to each) and,
 separately, to the summed map. The Poisson draws are seeded with
 ``derive_seed(seed, SeedStream.XRAY_NOISE, index, lightcone, slab)`` (slab = ``n_slabs`` for
-the summed map); ``z_rate_sum`` stays noise-free.
+the summed map); ``z_rate_sum`` and ``z_weight_cts_s`` stay noise-free, so a detection's
+redshift is that of the emission in its footprint (as a cluster's spectroscopic redshift),
+not biased by background photons.
 """
 
 from __future__ import annotations
@@ -196,6 +201,7 @@ def xray_maps_chunk(
             maps = paint_gas_lightcone(slabs, table, grid, float(attrs["omega_m"]), float(attrs["h"]))
             rates = np.stack([m.rate_cts_s for m in maps])
             summed = rates.sum(axis=0)
+            z_weight = rates.sum(axis=1)  # noise-free all-band rate, the weights of z_rate_sum
             if _any_effect(realistic):
                 seeds = [derive_seed(global_seed, SeedStream.XRAY_NOISE, record.index, lc, s) for s in range(len(maps) + 1)]
                 rates = np.stack([observe(r, pixel, seed=seeds[s], **obs_kwargs) for s, r in enumerate(rates)])
@@ -205,6 +211,8 @@ def xray_maps_chunk(
             g.create_dataset("rate_cts_s", data=rates.astype(np.float32), compression="gzip", compression_opts=1)
             g.create_dataset("z_rate_sum", data=np.stack([m.z_rate_sum for m in maps]).astype(np.float32),
                              compression="gzip", compression_opts=1)
+            if _any_effect(realistic):
+                g.create_dataset("z_weight_cts_s", data=z_weight.astype(np.float32), compression="gzip", compression_opts=1)
             g.create_dataset("summed_cts_s", data=summed.astype(np.float32), compression="gzip", compression_opts=1)
             g["z_lo"] = np.array([m.z_lo for m in maps])
             g["z_hi"] = np.array([m.z_hi for m in maps])
@@ -229,8 +237,10 @@ def detection_config(detection_cfg: Mapping[str, Any]):
 class _StoredSlabMap:
     """A slab map read back from a maps file (the attributes detect_lightcone needs)."""
 
-    def __init__(self, rate_cts_s: np.ndarray, z_rate_sum: np.ndarray, z_lo: float, z_hi: float) -> None:
+    def __init__(self, rate_cts_s: np.ndarray, z_rate_sum: np.ndarray, z_lo: float, z_hi: float,
+                 z_weight_cts_s: np.ndarray | None = None) -> None:
         self.rate_cts_s, self.z_rate_sum, self.z_lo, self.z_hi = rate_cts_s, z_rate_sum, z_lo, z_hi
+        self.z_weight_cts_s = z_weight_cts_s
 
 
 def detect_chunk(map_file: str | Path, detection_cfg: Mapping[str, Any], out_file: str | Path) -> None:
@@ -246,7 +256,9 @@ def detect_chunk(map_file: str | Path, detection_cfg: Mapping[str, Any], out_fil
         items = [(attrs, g_sim, lc, g) for attrs, g_sim in maps.simulations() for lc, g in ChunkFile.lightcones(g_sim)]
         for attrs, g_sim, lc, g in tqdm(items, desc=f"detection {Path(map_file).name}"):
             rates, zsum = g["rate_cts_s"][()], g["z_rate_sum"][()]
-            slab_maps = [_StoredSlabMap(rates[s], zsum[s], float(g["z_lo"][s]), float(g["z_hi"][s])) for s in range(rates.shape[0])]
+            zweight = g["z_weight_cts_s"][()] if "z_weight_cts_s" in g else None  # noisy maps only
+            slab_maps = [_StoredSlabMap(rates[s], zsum[s], float(g["z_lo"][s]), float(g["z_hi"][s]),
+                                        None if zweight is None else zweight[s]) for s in range(rates.shape[0])]
             cat = detect_lightcone(slab_maps, pixel, cfg, bands)
             record = SimulationRecord.from_attrs(attrs)
             g_out = out.simulation(record, carried=attrs)

@@ -43,7 +43,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from ..constants import C_CM_S, E_ESU, H_ERG_S, K_B_ERG_K, K_B_KEV_PER_K, KEV_ERG, M_E_G
+from ..constants import C_CM_S, E_ESU, H_ERG_S, HE_TO_H_NUMBER, K_B_ERG_K, K_B_KEV_PER_K, KEV_ERG, M_E_G
 from scipy import special
 
 from .response import Response, band_effective_area_cm2
@@ -66,7 +66,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: n_He / n_H of the Anders & Grevesse (1989) solar mixture (AtomDB's and XSPEC's default).
+#: n_He / n_H of the Anders & Grevesse (1989) solar mixture (AtomDB's and XSPEC's default,
+#: hence APEC's). Not the chain's gas: that is primordial, :data:`clustersbi.constants.HE_TO_H_NUMBER`.
 HE_ABUNDANCE_AG89 = 0.0977
 
 #: 2^5 pi e^6 / (3 m c^3) * sqrt(2 pi / (3 k m)) [cgs]: the coefficient of R&L eq. 5.14b
@@ -142,13 +143,14 @@ def _gauss_bin_integral(func, kt_kev: np.ndarray, e_edges_kev: np.ndarray, n_nod
 class BremsstrahlungBackend:
     """Thermal bremsstrahlung of a fully ionised H + He plasma, per unit n_e n_H.
 
-    n_e / n_H = 1 + 2 y and sum_i n_i Z_i^2 / n_H = 1 + 4 y with y = n_He / n_H
-    (Anders & Grevesse 1989: y = 0.0977, n_e / n_H = 1.195). Metals are left out: fully
-    ionised metals at 0.3 solar would add ~2% to sum n_i Z_i^2, and their lines (not modelled
-    here) far more below 2 keV; see the module docstring.
+    n_e / n_H = 1 + 2 y and sum_i n_i Z_i^2 / n_H = 1 + 4 y with y = n_He / n_H, by default
+    the chain's one composition (:mod:`clustersbi.constants`: primordial X_H = 0.76,
+    y = 0.0789, n_e / n_H = 1.158, as the gas model). Metals are left out: fully ionised
+    metals at 0.3 solar would add ~2% to sum n_i Z_i^2, and their lines (not modelled here)
+    far more below 2 keV; see the module docstring.
     """
 
-    he_abundance: float = HE_ABUNDANCE_AG89
+    he_abundance: float = HE_TO_H_NUMBER
     name: str = "bremsstrahlung"
 
     @property
@@ -198,8 +200,9 @@ class ApecEmulatorBackend:
     unit n_e n_H. Valid for abundance 0-5 solar and kT 0.08-64 keV. Each output value is a
     photon flux density [ph cm^-2 s^-1 keV^-1] at its energy: at kT = 8 keV, Z = 0, 3-6 keV
     it is 1.10 times the H + He bremsstrahlung continuum of :class:`BremsstrahlungBackend`
-    (a per-bin reading would be off by a factor ~60; tested). It is integrated over
-    log-spaced bins centred (geometrically) on the energies.
+    with APEC's (AG89) helium, 1.16 times that with the chain's primordial helium (a per-bin
+    reading would be off by a factor ~60; tested). It is integrated over log-spaced bins
+    centred (geometrically) on the energies.
     """
 
     name = "apec-emulator"
@@ -312,7 +315,7 @@ def make_backend(
     backend: Backend,
     metallicity: float = 0.3,
     atomdb_dir: str | os.PathLike | None = None,
-    he_abundance: float = HE_ABUNDANCE_AG89,
+    he_abundance: float = HE_TO_H_NUMBER,
 ):
     """Build an emission backend by name (see the module docstring)."""
     if backend == "bremsstrahlung":
@@ -447,7 +450,7 @@ def compute_emission_table(
     kt_kev: np.ndarray | None = None,
     z: np.ndarray | None = None,
     atomdb_dir: str | os.PathLike | None = None,
-    he_abundance: float = HE_ABUNDANCE_AG89,
+    he_abundance: float = HE_TO_H_NUMBER,
 ) -> EmissionTable:
     """Tabulate r_b(T, z) (module equation) once per configuration.
 
@@ -461,7 +464,8 @@ def compute_emission_table(
         kt_kev: (n_T,) temperature grid [keV]; default 64 log-spaced points in 0.08-64 keV.
         z: (n_z,) redshift grid; default 0-1 in steps of 0.025.
         atomdb_dir: AtomDB directory for ``apec`` (default ``$ATOMDB``).
-        he_abundance: n_He/n_H for ``bremsstrahlung``.
+        he_abundance: n_He/n_H for ``bremsstrahlung`` (default the chain's gas composition,
+            :data:`clustersbi.constants.HE_TO_H_NUMBER`).
 
     Returns:
         :class:`EmissionTable`.

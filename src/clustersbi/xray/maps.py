@@ -13,9 +13,10 @@ Voxel count rate per band b (see :mod:`clustersbi.xray.emission`):
     CR_b = EM r_b(T, z) / (4 pi D_M^2),  EM = n_e n_H V = n_e,com^2 (1+z)^3 V_com / (n_e/n_H)
 
 for comoving densities n_e,com (physical n_e = n_e,com (1+z)^3, physical V = V_com/(1+z)^3),
-D_M = chi (flat). Projection: each cell's square footprint is split among the pixels it
-overlaps, in proportion to the overlapping area (separable per axis, so a layer maps to the
-sky as ``Wy^T R^T Wx`` with small overlap matrices). Flux is conserved exactly for the part of
+D_M = chi (flat), n_e/n_H the chain's gas composition (:data:`clustersbi.constants.NE_OVER_NH`,
+1.158). Projection: each cell's square footprint is split among the pixels it overlaps, in
+proportion to the overlapping area (separable per axis, so a layer maps to the sky as
+``Wy^T R^T Wx`` with small overlap matrices). Flux is conserved exactly for the part of
 a cell inside the field. If the field at a layer is wider than the box, the box is tiled
 periodically (``periodic=True``).
 
@@ -30,11 +31,12 @@ from typing import Iterable, Literal, Sequence
 
 import numpy as np
 
-from ..constants import MPC_CM
 from scipy import sparse
 
+from ..constants import MPC_CM, NE_OVER_NH
+
 from ..cosmology import redshift_at_comoving_distance
-from .emission import K_B_KEV_PER_K, EmissionTable, HE_ABUNDANCE_AG89
+from .emission import K_B_KEV_PER_K, EmissionTable
 
 __all__ = [
     "SkyGrid",
@@ -118,7 +120,7 @@ def voxel_count_rates(
     h: float,
     table: EmissionTable,
     ne_frame: Literal["comoving", "physical"] = "comoving",
-    ne_over_nh: float = 1.0 + 2.0 * HE_ABUNDANCE_AG89,
+    ne_over_nh: float = NE_OVER_NH,
 ) -> np.ndarray:
     """Count rate of each cell at one redshift [cts/s], shape (n_b, *ne.shape).
 
@@ -130,7 +132,9 @@ def voxel_count_rates(
         cell_volume_mpc3_h3: comoving cell volume [(Mpc/h)^3].
         h: H0 / (100 km/s/Mpc), converts Mpc/h to cm.
         table: band rates r_b(T, z).
-        ne_over_nh: n_e / n_H of the plasma (1.195 for fully ionised H + He, AG89).
+        ne_over_nh: n_e / n_H of the plasma: the chain's one gas composition by default
+            (:data:`clustersbi.constants.NE_OVER_NH` = 1.158, fully ionised primordial H + He,
+            the gas model's), so EM = n_e n_H V is computed with the n_H the gas was painted with.
     """
     ne = np.asarray(ne_cm3, dtype=float)
     v_com_cm3 = cell_volume_mpc3_h3 * (MPC_CM / h) ** 3
@@ -176,7 +180,7 @@ def paint_slab(
     h: float,
     los_axis: int = 0,
     ne_frame: Literal["comoving", "physical"] = "comoving",
-    ne_over_nh: float = 1.0 + 2.0 * HE_ABUNDANCE_AG89,
+    ne_over_nh: float = NE_OVER_NH,
     periodic: bool = True,
 ) -> SlabMap:
     """Paint one slab's cells in X-rays and project them on the sky grid (module docstring).
