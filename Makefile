@@ -24,8 +24,13 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 install: $(VENV)/.installed
 
+# The default workflow (config/config.yaml), then the analytic validation (config/analytic.yaml:
+# NPE against exact posteriors, the Fisher forecast) in its own folder, results/validation/.
+VALIDATION_DIR ?= results/validation
+
 run: install
 	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --cores $(CORES) --configfile config/analytic.yaml --directory $(VALIDATION_DIR)
 
 # The CI check: the workflow lints, then the tests (which dry-run every shipped config, run
 # the tiny workflows end to end and build their report).
@@ -41,6 +46,7 @@ dryrun: install
 
 report: install
 	$(BIN)/snakemake --report results/report.html
+	$(BIN)/snakemake --configfile config/analytic.yaml --directory $(VALIDATION_DIR) --report report.html
 
 clean:
 	rm -rf results logs .snakemake
