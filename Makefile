@@ -9,8 +9,13 @@ CORES ?= 2
 TORCH_SPEC ?= torch==2.13.0
 JAX_EXTRA ?=
 BIN := $(VENV)/bin
+# make pinocchio: where the Pinocchio and PFFT clones are, and where to install (see README)
+PINOCCHIO_SRC ?=
+PFFT_SRC ?=
+PINOCCHIO_PREFIX ?= $(CURDIR)/.pinocchio
+PINOCCHIO_FLAGS ?=
 
-.PHONY: install run test lint dryrun report clean
+.PHONY: install run test lint dryrun report clean pinocchio
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +52,16 @@ dryrun: install
 report: install
 	$(BIN)/snakemake --report results/report.html
 	$(BIN)/snakemake --configfile config/analytic.yaml --directory $(VALIDATION_DIR) --report report.html
+
+# Pinocchio V5 built as the Pinocchio backend expects it (LCDM from a tabulated P(k)), with
+# PFFT; prints the pinocchio.executable value to set. E.g.
+#   make pinocchio PINOCCHIO_SRC=~/src/Pinocchio PFFT_SRC=~/src/pfft
+# PINOCCHIO_FLAGS passes more options to tools/build_pinocchio.sh (--plc, --pfft-prefix DIR,
+# --fftw-prefix DIR, --gsl-prefix DIR, --install-debian-packages).
+pinocchio:
+	@test -n "$(PINOCCHIO_SRC)" || { echo "make pinocchio: set PINOCCHIO_SRC=<clone of github.com/pigimonaco/Pinocchio> (and PFFT_SRC=<clone of github.com/mpip/pfft>)" >&2; exit 2; }
+	tools/build_pinocchio.sh --pinocchio-src "$(PINOCCHIO_SRC)" --prefix "$(PINOCCHIO_PREFIX)" \
+		$(if $(PFFT_SRC),--pfft-src "$(PFFT_SRC)") --jobs $(CORES) $(PINOCCHIO_FLAGS)
 
 clean:
 	rm -rf results logs .snakemake

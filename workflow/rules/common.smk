@@ -73,6 +73,20 @@ def box_simulation_config():
     return canonical({k: v for k, v in config["simulation"].items() if k != "lightcone"})
 
 
+def simulation_plots():
+    """The validation plots of what the backend produces: the halo mass function always; the
+    matter P(k) and a density slice only for PM runs (Pinocchio keeps no particles)."""
+    caption = "halo_mass_function_pinocchio" if config["simulation"]["backend"] == "pinocchio" else "halo_mass_function"
+    plots = {"mass_function": report("results/plots/halo_mass_function.png", caption=f"../report/{caption}.rst",
+                                     category="Simulations")}
+    if config["simulation"]["backend"] == "jaxpm":
+        plots["power"] = report("results/plots/simulation_power.png", caption="../report/simulation_power.rst",
+                                category="Simulations")
+        plots["slice"] = report("results/plots/density_slice.png", caption="../report/density_slice.rst",
+                                category="Simulations")
+    return plots
+
+
 def lightcone_simulation_config():
     """The ``simulation`` keys lightcone runs read."""
     return canonical({k: config["simulation"][k] for k in ("a_init", "n_steps", "lightcone")})

@@ -3,12 +3,7 @@
 
 
 # halo catalogues and their validation plots (analysis scaling)
-SIMULATE_TARGETS = [
-    *per_chunk("results/halos/chunk_{chunk}.h5"),
-    "results/plots/simulation_power.png",
-    "results/plots/halo_mass_function.png",
-    "results/plots/density_slice.png",
-]
+SIMULATE_TARGETS = [*per_chunk("results/halos/chunk_{chunk}.h5"), *map(str, simulation_plots().values())]
 
 
 rule simulate_boxes:
@@ -64,9 +59,7 @@ rule plot_simulations:
         halos=f"results/halos/chunk_{CHUNKS[0]}.h5",
         linear_power=f"results/linear_power/chunk_{CHUNKS[0]}.h5",
     output:
-        power=report("results/plots/simulation_power.png", caption="../report/simulation_power.rst", category="Simulations"),
-        mass_function=report("results/plots/halo_mass_function.png", caption="../report/halo_mass_function.rst", category="Simulations"),
-        slice=report("results/plots/density_slice.png", caption="../report/density_slice.rst", category="Simulations"),
+        **simulation_plots(),
     log:
         "logs/plots/simulations.log",
     threads: 1

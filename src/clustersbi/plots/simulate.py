@@ -7,6 +7,8 @@ Each function takes arrays (or slab geometry) and writes one image file via
   for the linear-growth ratio P(a)/P(a_init)/(D/D_init)^2 and one for P(k)/halofit.
 - :func:`plot_mass_function`: halo mass function (dn/dlnM) with Poisson error bars vs a model
   (colossus), and the ratio.
+- :func:`plot_simulation_validation`: the plots of the first simulation of a halo file that its
+  backend has data for (:data:`PLOTS_BY_BACKEND`).
 - :func:`plot_density_slice`: projected density of a slab of the box (log10 of 1 + delta).
 - :func:`plot_lightcone_slabs`: side view of lightcone slabs in (comoving distance,
   transverse distance) with redshift labels (Cerardi et al., Fig. 4).
@@ -24,6 +26,8 @@ import numpy as np
 from . import plt, save_figure
 
 __all__ = [
+    "PLOTS_BY_BACKEND",
+    "HALO_LABELS",
     "plot_simulation_validation",
     "plot_power_spectrum",
     "plot_mass_function",
@@ -100,6 +104,8 @@ def plot_mass_function(
     path,
     *,
     model_label: str = "model",
+    halo_label: str = "FoF halos",
+    mass_label: str = r"$M_\mathrm{FoF}$",
     particle_mass_msun_h: float | None = None,
     title: str = "",
 ) -> None:
@@ -113,6 +119,8 @@ def plot_mass_function(
         volume_mpc3_h3: simulation volume [(Mpc/h)^3].
         path: output image path.
         model_label: legend label of the model (e.g. "Watson13 FoF (colossus)").
+        halo_label: legend label of the halos (their finder: "FoF halos", "Pinocchio halos").
+        mass_label: the mass axis label (without units).
         particle_mass_msun_h: when given, a top axis shows particles per halo.
         title: figure title.
     """
@@ -126,7 +134,7 @@ def plot_mass_function(
     scale = 1.0 / (volume_mpc3_h3 * dlnm)
     fig, (ax, axr) = plt.subplots(2, 1, figsize=(6, 6), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     ok = n > 0
-    ax.errorbar(centre[ok], (n * scale)[ok], yerr=(np.sqrt(n) * scale)[ok], fmt="o", ms=4, label="FoF halos")
+    ax.errorbar(centre[ok], (n * scale)[ok], yerr=(np.sqrt(n) * scale)[ok], fmt="o", ms=4, label=halo_label)
     ax.step(edges, np.append(pred * scale, pred[-1] * scale[-1]), where="post", color="C1", label=model_label)
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -140,7 +148,7 @@ def plot_mass_function(
         axr.errorbar(centre, n / pred, yerr=np.sqrt(pred) / pred, fmt="o", ms=4)
     axr.set_ylim(0.0, 2.0)
     axr.set_ylabel("halos / model")
-    axr.set_xlabel(r"$M_\mathrm{FoF}$ [$h^{-1}\,M_\odot$]")
+    axr.set_xlabel(mass_label + r" [$h^{-1}\,M_\odot$]")
     if particle_mass_msun_h:
         top = ax.secondary_xaxis("top", functions=(lambda m: m / particle_mass_msun_h, lambda p: p * particle_mass_msun_h))
         top.set_xlabel("particles per halo")
@@ -225,14 +233,30 @@ def plot_lightcone_slabs(slabs: Sequence, path, *, fov_deg2: float | None = None
     save_figure(fig, path)
 
 
+#: What each simulation backend stores, and so which validation plots it can have: the halo
+#: mass function always; P(k) and a density slice only for particle-mesh runs.
+PLOTS_BY_BACKEND = {"jaxpm": ("power", "mass_function", "slice"), "pinocchio": ("mass_function",)}
+#: How the halos of each backend are labelled: (legend, mass-axis label).
+HALO_LABELS = {
+    "jaxpm": ("FoF halos", r"$M_\mathrm{FoF}$"),
+    "pinocchio": ("Pinocchio halos", r"$M_\mathrm{Pinocchio}$"),
+}
+
+
 def plot_simulation_validation(halo_file, linear_power_file, paths) -> None:
-    """Validation plots of the first simulation of a chunk's halo file.
+    """Validation plots of the first simulation of a chunk's halo file, by backend.
 
     Args:
-        halo_file: the chunk's halo file (:mod:`clustersbi.halos`).
+        halo_file: the chunk's halo file (:mod:`clustersbi.stages.simulate`); its ``backend``
+            attribute says what it holds.
         linear_power_file: the chunk's CAMB file (linear P at z = 0 and the cosmology).
-        paths: output paths keyed ``power`` (P(k) vs CAMB linear and halofit with the
-            growth-ratio panel), ``mass_function`` (FoF vs Watson13) and ``slice``.
+        paths: output paths keyed ``mass_function`` (halos vs Watson13 FoF, labelled by
+            backend) and, for JaxPM runs only, ``power`` (P(k) vs CAMB linear and halofit with
+            the growth-ratio panel) and ``slice`` (:data:`PLOTS_BY_BACKEND`).
+
+    Raises:
+        ValueError: a plot the backend has no data for (Pinocchio runs store no P(k) or
+            density), or an unknown backend.
     """
     import h5py
 
@@ -241,22 +265,37 @@ def plot_simulation_validation(halo_file, linear_power_file, paths) -> None:
     from ..products import read_halo_file, read_linear_power
 
     index, (halos, attrs) = next(iter(read_halo_file(halo_file).items()))
+    backend = str(attrs["backend"])
+    if backend not in PLOTS_BY_BACKEND:
+        raise ValueError(f"{halo_file}: unknown simulation backend {backend!r}")
+    extra = sorted(set(paths) - set(PLOTS_BY_BACKEND[backend]))
+    if extra:
+        raise ValueError(
+            f"{halo_file}: {backend} runs have no data for the plots {extra} (they have {list(PLOTS_BY_BACKEND[backend])})"
+        )
     cosmo, _ = read_linear_power(linear_power_file, index)
-    with h5py.File(halo_file, "r") as f:
-        g = f[f"sim_{index:06d}"]
-        k, pk, ratio, density = (g[n][()] for n in ("pk_k", "pk_final", "growth_ratio", "density_slice"))
     box, z, n_mesh = float(attrs["box_mpc_h"]), float(attrs["z"]), int(attrs["n_mesh"])
-    linear = camb_power(cosmo, [z], k).pk_mpc3_h3[0]
-    halofit = camb_power(cosmo, [z], k, nonlinear=True).pk_mpc3_h3[0]
-    title = rf"simulation {index}: $\Omega_m$={cosmo.Omega_m:.3f}, $\sigma_8$={cosmo.sigma_8:.3f}, z={z:g}"
-    plot_power_spectrum(k, pk, linear, halofit, paths["power"], growth_ratio=ratio, halofit_ratio=pk / halofit,
-                        k_nyquist_h_mpc=nyquist_frequency(n_mesh, box), title=title)
-    mass = halos["mass_msun_h"].to_numpy()
-    m_particle = float(attrs["particle_mass_msun_h"])
-    edges = np.geomspace(mass.min() if mass.size else 20 * m_particle, 1.01 * (mass.max() if mass.size else 1e3 * m_particle), 9)
-    counts, _ = np.histogram(mass, edges)
-    predicted = predicted_halo_counts(cosmo, edges, z, box**3)
-    plot_mass_function(edges, counts, predicted, box**3, paths["mass_function"], model_label="Watson et al. (2013) FoF",
-                       particle_mass_msun_h=m_particle, title=title)
-    # the stored slice is already projected; a 3D array of depth one keeps the plotting code shared
-    plot_density_slice(density[:, :, None], box, paths["slice"], axis=2, thickness_cells=1, title=title)
+    title = rf"simulation {index} ({backend}): $\Omega_m$={cosmo.Omega_m:.3f}, $\sigma_8$={cosmo.sigma_8:.3f}, z={z:g}"
+    if "power" in paths or "slice" in paths:
+        with h5py.File(halo_file, "r") as f:
+            g = f[f"sim_{index:06d}"]
+            k, pk, ratio, density = (g[n][()] for n in ("pk_k", "pk_final", "growth_ratio", "density_slice"))
+    if "power" in paths:
+        linear = camb_power(cosmo, [z], k).pk_mpc3_h3[0]
+        halofit = camb_power(cosmo, [z], k, nonlinear=True).pk_mpc3_h3[0]
+        plot_power_spectrum(k, pk, linear, halofit, paths["power"], growth_ratio=ratio, halofit_ratio=pk / halofit,
+                            k_nyquist_h_mpc=nyquist_frequency(n_mesh, box), title=title)
+    if "mass_function" in paths:
+        mass = halos["mass_msun_h"].to_numpy()
+        m_particle = float(attrs["particle_mass_msun_h"])
+        edges = np.geomspace(mass.min() if mass.size else 20 * m_particle,
+                             1.01 * (mass.max() if mass.size else 1e3 * m_particle), 9)
+        counts, _ = np.histogram(mass, edges)
+        predicted = predicted_halo_counts(cosmo, edges, z, box**3)
+        halo_label, mass_label = HALO_LABELS[backend]
+        plot_mass_function(edges, counts, predicted, box**3, paths["mass_function"],
+                           model_label="Watson et al. (2013) FoF", halo_label=halo_label, mass_label=mass_label,
+                           particle_mass_msun_h=m_particle, title=title)
+    if "slice" in paths:
+        # the stored slice is already projected; a 3D array of depth one keeps the plotting code shared
+        plot_density_slice(density[:, :, None], box, paths["slice"], axis=2, thickness_cells=1, title=title)
