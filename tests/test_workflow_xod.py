@@ -3,7 +3,9 @@
 Checks the content of what the chain produced against references computed here: the design
 table (theta, split), the summed map against the per-slab maps, the XOD against a direct
 count of each simulation's catalogue rows inside the bins, the simulated-vs-analytic counts
-against the XODs themselves.
+against the XODs themselves; then, on the same run, the posterior of a survey catalogue
+(``xod.observation.catalogue_csv``) written from the holdout mock's detections against the
+posterior of that mock itself.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from clustersbi.compress.data import load_training_set
 from clustersbi.config import load_yaml, validate_config
 from clustersbi.design import DesignSpec, design_table
 from workflow_runs import dry_run_jobs, snakemake
+from workflow_runs import planned_jobs as planned_jobs_in
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +46,13 @@ TARGETS = (
 SIM_TO_ANALYTIC_RANGE = (0.05, 3.0)
 #: the summed lightcone map vs the sum of its float32 slab maps
 SUMMED_MAP_RTOL = 1e-5
+#: the inference on the tiny chain: the holdout mock's posterior and its corner plot
+INFER_TARGETS = ("results/inference/xod/samples.h5", "results/plots/inference/xod_corner.png")
+#: a survey catalogue of the holdout mock vs the mock itself: same XOD (exactly), compressed
+#: alone vs in the batch of every row (float32 network; batch-size-dependent kernels may
+#: differ in the last bits) and its posterior samples (same seed)
+OBSERVED_COMPRESSED_RTOL = 1e-5
+OBSERVED_SAMPLES_ATOL = 1e-4
 PNG_MAGIC = b"\x89PNG"
 
 
@@ -175,3 +186,75 @@ def test_reruns_follow_what_each_stage_reads(repo, xod_run):
     plan = planned_jobs(repo, xod_run, fov, "fov.yaml")
     assert plan["simulate_lightcone"] == 2, f"a field-of-view edit must rerun the lightcones: {dict(plan)}"
     assert plan["train_ldl"] == 0, f"a field-of-view edit retrains the LDL boxes: {dict(plan)}"
+
+
+@pytest.fixture(scope="module")
+def holdout_and_catalogue_runs(repo, xod_run, tiny_xod):
+    """On the finished chain: the posterior of the holdout mock (infer.observation kind holdout),
+    then with xod.observation.catalogue_csv a CSV of that mock's detections (per-band count
+    rates and z only: CR and HR are formed by the loader). Returns the workdir, the holdout's
+    index and the two runs' observation samples."""
+    from clustersbi.compress.data import load_training_set
+    from clustersbi.detect import catalogue_from_h5
+
+    proc = snakemake(repo, xod_run, repo / "tests" / "config" / "tiny_xod.yaml", *INFER_TARGETS)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    with h5py.File(xod_run / INFER_TARGETS[0], "r") as f:
+        holdout_samples = f["observation_samples"][()]
+        assert "holdout" in f.attrs["observation"], f.attrs["observation"]
+    ts = load_training_set(xod_run / "results" / "training" / "xod.h5")
+    with h5py.File(xod_run / "results" / "training" / "xod.h5", "r") as f:
+        index = int(np.asarray(f.attrs["index"])[np.flatnonzero(ts.mask("holdout"))[0]])
+    cats = []
+    for path in sorted((xod_run / "results" / "xray" / "catalogs").glob("chunk_*.h5")):
+        with h5py.File(path, "r") as f:
+            if f"sim_{index:06d}" in f:
+                sim = f[f"sim_{index:06d}"]
+                cats += [catalogue_from_h5(sim[lc]) for lc in sorted(sim)]
+    survey = pd.concat(cats, ignore_index=True)
+    assert len(survey) > 0, f"the holdout mock {index} has no detection"
+    bands = [c for c in survey.columns if c.startswith("CR_")]
+    survey[[*bands, "z", "ra_deg", "dec_deg"]].to_csv(xod_run / "survey.csv", index=False)
+    config = load_yaml(repo / "tests" / "config" / "tiny_xod.yaml")
+    config["xod"]["observation"] = {"catalogue_csv": str(xod_run / "survey.csv")}
+    configfile = xod_run / "survey.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    proc = snakemake(repo, xod_run, configfile, *INFER_TARGETS)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    planned = planned_jobs_in(proc.stdout + proc.stderr)
+    with h5py.File(xod_run / INFER_TARGETS[0], "r") as f:
+        catalogue_samples = f["observation_samples"][()]
+        description = str(f.attrs["observation"])
+    return xod_run, index, holdout_samples, catalogue_samples, description, planned
+
+
+def test_survey_catalogue_posterior_equals_its_mocks(holdout_and_catalogue_runs, tiny_xod):
+    workdir, index, holdout_samples, catalogue_samples, description, planned = holdout_and_catalogue_runs
+    # only the observation's jobs reran: the networks are the holdout run's
+    assert planned["train_compressor"] == 0 and planned["train_npe"] == 0, dict(planned)
+    assert planned["observed_xod"] == 1 and planned["compress_observation"] == 1 and planned["evaluate_npe"] == 1, dict(planned)
+    assert "compressed/xod.h5" in description, description
+    # the catalogue's XOD is the mock's, bin for bin
+    with h5py.File(workdir / "results" / "observation" / "xod.h5", "r") as f:
+        observed_xod = f["xod"][()]
+    for path in sorted((workdir / "results" / "xod").glob("chunk_*.h5")):
+        with h5py.File(path, "r") as f:
+            if f"sim_{index:06d}" in f:
+                mock_xod = f[f"sim_{index:06d}/xod"][()]
+    np.testing.assert_array_equal(observed_xod, mock_xod)
+    assert mock_xod.sum() > 0, "the holdout mock has no detection in the XOD range"
+    # compressed alone, the catalogue gives the mock's compressed summary
+    from clustersbi.compress.data import load_training_set
+
+    compressed = load_training_set(workdir / "results" / "compressed" / "xod.h5")
+    with h5py.File(workdir / "results" / "training" / "xod.h5", "r") as f:
+        row = list(np.asarray(f.attrs["index"])).index(index)
+    with h5py.File(workdir / "results" / "observation" / "compressed" / "xod.h5", "r") as f:
+        observed = f["x"][()]
+    np.testing.assert_allclose(observed, compressed.x[row], rtol=OBSERVED_COMPRESSED_RTOL, atol=1e-7)
+    # and the posterior samples of the holdout mock (same seed)
+    assert catalogue_samples.shape == holdout_samples.shape
+    diff = float(np.abs(catalogue_samples.astype(float) - holdout_samples).max())
+    assert diff < OBSERVED_SAMPLES_ATOL, f"catalogue vs holdout posterior samples differ by up to {diff:.3g}"
+    corner = workdir / INFER_TARGETS[1]
+    assert corner.read_bytes()[:4] == PNG_MAGIC and corner.stat().st_mtime > (workdir / "survey.csv").stat().st_mtime

@@ -56,6 +56,28 @@ def test_csv_loader_builds_same_xod(tmp_path):
         load_catalogue_csv(tmp_path / "bad.csv")
 
 
+def test_csv_loader_forms_cr_and_hr_from_band_columns(tmp_path):
+    """A catalogue with one count-rate column per band (as the detection catalogues): CR is
+    their sum, HR the configured ratio; values come back bit for bit."""
+    rng = np.random.default_rng(3)
+    soft, hard = 10 ** rng.uniform(-2.5, 0.0, 200), 10 ** rng.uniform(-2.5, 0.0, 200)
+    z = rng.uniform(0.05, 0.6, 200)
+    pd.DataFrame({"CR_0.5-1": soft, "CR_1-2": hard, "z": z, "ra_deg": 1.0}).to_csv(tmp_path / "bands.csv", index=False)
+    cat = load_catalogue_csv(tmp_path / "bands.csv")
+    np.testing.assert_array_equal(cat["CR"], soft + hard)
+    np.testing.assert_array_equal(cat["HR"], hard / soft)
+    np.testing.assert_array_equal(cat["z"], z)
+    bins = XodBins.linear()
+    expected = xod_histogram(pd.DataFrame({"CR": soft + hard, "HR": hard / soft, "z": z}), bins)
+    np.testing.assert_array_equal(xod_from_csv(tmp_path / "bands.csv", bins), expected)
+    # other bands and HR the other way round, as xray.bands_kev and detection.hr_bands say
+    pd.DataFrame({"CR_0.3-1": soft, "CR_1-3": hard, "z": z}).to_csv(tmp_path / "other.csv", index=False)
+    cat = load_catalogue_csv(tmp_path / "other.csv", bands_kev=((0.3, 1.0), (1.0, 3.0)), hr_bands=(0, 1))
+    np.testing.assert_array_equal(cat["HR"], soft / hard)
+    with pytest.raises(ValueError, match="CR_0.5-1, CR_1-2"):
+        load_catalogue_csv(tmp_path / "other.csv")
+
+
 def test_nonfinite_rows_are_not_counted():
     bins = XodBins.linear()
     cat = pd.DataFrame({"CR": [0.1, 0.1, -1.0], "HR": [0.8, np.nan, 0.8], "z": [0.3, 0.3, 0.3]})

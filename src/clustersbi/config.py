@@ -286,6 +286,12 @@ def _check_relations(config: Mapping[str, Any]) -> None:
             f"xray.pixel_arcmin: {xray['pixel_arcmin']} arcmin exceeds the field side "
             f"({60.0 * math.sqrt(fov):.4g} arcmin from simulation.lightcone.fov_deg2)"
         )
+    catalogue = _section(config, "xod", "observation").get("catalogue_csv")
+    if catalogue and _section(config, "infer", "observation").get("kind") == "file":
+        raise ConfigError(
+            "infer.observation.kind: 'file' and xod.observation.catalogue_csv both name an observation; "
+            "the catalogue is the xod posterior's observation: drop one"
+        )
     _check_cnn_grid(config)
 
 

@@ -28,7 +28,8 @@ from typing import Literal, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["DetectionConfig", "detect_sources", "detect_lightcone", "catalogue_to_h5", "catalogue_from_h5", "CATALOGUE_COLUMNS"]
+__all__ = ["DetectionConfig", "detect_sources", "detect_lightcone", "band_column", "catalogue_to_h5", "catalogue_from_h5",
+           "CATALOGUE_COLUMNS"]
 
 #: Columns of a catalogue (band columns ``CR_<lo>-<hi>`` are added per band).
 CATALOGUE_COLUMNS = ("slab", "x_pix", "y_pix", "ra_deg", "dec_deg", "npix", "CR", "HR", "z")
@@ -68,8 +69,9 @@ class DetectionConfig:
     hr_bands: tuple[int, int] = (1, 0)
 
 
-def _band_name(band: Sequence[float]) -> str:
-    return f"CR_{band[0]:g}-{band[1]:g}"
+def band_column(band_kev: Sequence[float]) -> str:
+    """Name of a band's count-rate column in a catalogue, ``CR_<lo>-<hi>`` [keV], e.g. ``CR_0.5-1``."""
+    return f"CR_{band_kev[0]:g}-{band_kev[1]:g}"
 
 
 def detect_sources(
@@ -183,7 +185,7 @@ def detect_sources(
             "CR": cr,
             "HR": hr,
             "z": z,
-            **{_band_name(b): cr_band[i] for i, b in enumerate(bands_kev)},
+            **{band_column(b): cr_band[i] for i, b in enumerate(bands_kev)},
         }
     )
     keep = df["CR"] > config.cr_cut_cts_s

@@ -3,8 +3,16 @@
 Cerardi et al. (section 2.3; Clerc et al. 2012): the detected clusters of ``n_lightcones``
 lightcones (10 x 20 deg^2 = 200 deg^2 in the paper) are binned in a 3D histogram over
 (log10 CR_[0.5-2] [cts/s], HR = CR_[1-2]/CR_[0.5-1], z). The paper's Table 3 also uses the
-marginals (CR, HR), (z, CR) and z alone. A user catalogue (CSV with columns CR, HR, z) goes
-through the same binning, so a real survey can be analysed with the trained posterior.
+marginals (CR, HR), (z, CR) and z alone. A user catalogue (CSV, :func:`load_catalogue_csv`)
+goes through the same binning, so a real survey can be analysed with the trained posterior.
+
+Catalogue CSV format: one row per cluster, a header line, comma-separated, any extra columns
+ignored. Columns ``z`` (redshift) and either ``CR`` [cts/s, all bands summed: 0.5-2 keV by
+default] and ``HR`` (CR[1-2] / CR[0.5-1] by default), or one count-rate column per band named
+``CR_<lo>-<hi>`` in keV as the detection catalogues write them (``CR_0.5-1``, ``CR_1-2``), from
+which CR (their sum) and HR (``detection.hr_bands``) are formed. Given CR and HR win over band
+columns. The detection catalogues of the simulations (:mod:`clustersbi.detect`) have all of
+these columns, so a mock's catalogue written with ``DataFrame.to_csv`` is a valid input.
 
 Bin edges are inclusive on the left, exclusive on the right, except the last bin of each axis
 which includes its right edge (numpy.histogramdd); sources outside the edges are not counted.
@@ -18,6 +26,8 @@ from typing import Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+from .detect import band_column
 
 __all__ = [
     "XodBins",
@@ -141,13 +151,49 @@ def _check_columns(df: pd.DataFrame, what: str) -> None:
         raise ValueError(f"{what} is missing column(s) {', '.join(missing)} (needs {', '.join(REQUIRED_COLUMNS)}; has {', '.join(map(str, df.columns))})")
 
 
-def load_catalogue_csv(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a user catalogue (CSV with at least columns CR [cts/s, 0.5-2 keV], HR, z)."""
-    df = pd.read_csv(path)
-    _check_columns(df, f"catalogue {os.fspath(path)}")
+def load_catalogue_csv(
+    path: str | os.PathLike,
+    bands_kev: Sequence[Sequence[float]] = ((0.5, 1.0), (1.0, 2.0)),
+    hr_bands: tuple[int, int] = (1, 0),
+) -> pd.DataFrame:
+    """Read a user catalogue (CSV format in the module docstring).
+
+    Args:
+        path: the CSV file.
+        bands_kev: the bands of the per-band columns (config ``xray.bands_kev``).
+        hr_bands: (numerator, denominator) band indices of HR (config ``detection.hr_bands``).
+
+    Returns:
+        The catalogue with columns CR [cts/s], HR and z (formed from the band columns if
+        CR or HR is absent) and any others it had.
+    """
+    # round_trip: values written from float64 catalogues come back bit for bit
+    df = pd.read_csv(path, float_precision="round_trip")
+    what = f"catalogue {os.fspath(path)}"
+    if not {"CR", "HR"} <= set(df.columns):
+        cols = [band_column(b) for b in bands_kev]
+        if set(cols) <= set(df.columns):
+            rates = df[cols].to_numpy(float)
+            num, den = hr_bands
+            with np.errstate(divide="ignore", invalid="ignore"):
+                df = df.assign(**({} if "CR" in df.columns else {"CR": rates.sum(axis=1)}),
+                               **({} if "HR" in df.columns else {"HR": rates[:, num] / rates[:, den]}))
+        else:
+            missing = [c for c in ("CR", "HR") if c not in df.columns]
+            raise ValueError(
+                f"{what} has no column(s) {', '.join(missing)} and not every band column "
+                f"({', '.join(cols)}) to form them from; has {', '.join(map(str, df.columns))}"
+            )
+    _check_columns(df, what)
     return df
 
 
-def xod_from_csv(path: str | os.PathLike, bins: XodBins, marginal: Marginal = "none") -> np.ndarray:
+def xod_from_csv(
+    path: str | os.PathLike,
+    bins: XodBins,
+    marginal: Marginal = "none",
+    bands_kev: Sequence[Sequence[float]] = ((0.5, 1.0), (1.0, 2.0)),
+    hr_bands: tuple[int, int] = (1, 0),
+) -> np.ndarray:
     """XOD (or marginal) of an observed catalogue, binned exactly as the simulations."""
-    return xod_marginal(xod_histogram(load_catalogue_csv(path), bins), marginal)
+    return xod_marginal(xod_histogram(load_catalogue_csv(path, bands_kev, hr_bands), bins), marginal)

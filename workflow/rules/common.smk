@@ -97,6 +97,33 @@ def xod_binning():
     return canonical({"bins": config["xod"]["bins"], "marginal": config["xod"]["marginal"]})
 
 
+def observed_summary(summary):
+    """The compressed observation a survey catalogue gives the posterior of ``summary``, or None.
+
+    With ``xod.observation.catalogue_csv`` set, the ``xod`` posterior's observation is that
+    catalogue's XOD, compressed by the xod compressor (rules observed_xod, compress_observation);
+    every other posterior keeps ``infer.observation``.
+    """
+    if summary == "xod" and config["xod"]["observation"]["catalogue_csv"]:
+        return f"results/observation/compressed/{summary}.h5"
+    return None
+
+
+def observation_input(wildcards):
+    """The compressed survey observation evaluate_npe reads, if any."""
+    path = observed_summary(wildcards.summary)
+    return [path] if path else []
+
+
+def infer_params(wildcards):
+    """The ``infer`` section for evaluate_npe; with a survey catalogue its observation is that file."""
+    infer = dict(config["infer"])
+    path = observed_summary(wildcards.summary)
+    if path:
+        infer["observation"] = {"kind": "file", "file": path, "index": None}
+    return canonical(infer)
+
+
 def xod_chunk_files(wildcards=None):
     """The per-chunk XOD files the training set gathers: LDL detections, or analytic mocks."""
     if config["analysis"] == "analytic":

@@ -51,6 +51,30 @@ rule compress_summaries:
         "../scripts/compress_summaries.py"
 
 
+# An observed summary (xod.observation.catalogue_csv: results/observation/xod.h5) through the
+# same compressor: the observation of that summary's posterior (observed_summary in common.smk).
+rule compress_observation:
+    input:
+        observation="results/observation/{summary}.h5",
+        model="results/models/compressor/{summary}/model.pt",
+        normalization="results/models/compressor/{summary}/normalization.json",
+        config="results/models/compressor/{summary}/config.json",
+    output:
+        compressed="results/observation/compressed/{summary}.h5",
+    params:
+        priors=canonical(config["priors"]),
+    log:
+        "logs/observation/compressed/{summary}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/learn.yaml"
+    script:
+        "../scripts/compress_observation.py"
+
+
 # Optional, not part of the default target: snakemake results/tuning/{summary}/tuning.json
 rule tune_compressor:
     input:

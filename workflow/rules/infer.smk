@@ -43,13 +43,15 @@ rule evaluate_npe:
     input:
         compressed="results/compressed/{summary}.h5",
         model="results/models/npe/{summary}.pt",
+        # a survey catalogue's compressed XOD when xod.observation.catalogue_csv is set
+        observation=observation_input,
     output:
         samples="results/inference/{summary}/samples.h5",
         calibration="results/inference/{summary}/calibration.json",
         metrics="results/inference/{summary}/metrics.json",
         table="results/inference/{summary}/metrics.csv",
     params:
-        infer=canonical(config["infer"]),
+        infer=infer_params,
     log:
         "logs/inference/{summary}.log",
     benchmark:

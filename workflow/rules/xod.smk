@@ -81,6 +81,8 @@ if config["xod"]["observation"]["catalogue_csv"]:
             observation="results/observation/xod.h5",
         params:
             xod=xod_binning(),
+            # how per-band count-rate columns make CR and HR
+            columns=canonical({"bands_kev": config["xray"]["bands_kev"], "hr_bands": config["detection"]["hr_bands"]}),
         log:
             "logs/observation/xod.log",
         threads: 1

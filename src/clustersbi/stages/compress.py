@@ -9,6 +9,13 @@ Contract (rules of ``compress.smk``), for a training set ``{summary}``
 - ``compress``: out ``results/compressed/{summary}.h5``: the training-set layout with x = the
   compressor's estimate of theta (N, P) and theta, both in inference coordinates (ln x for
   log-uniform priors, :meth:`clustersbi.design.Prior.to_inference`; names prefixed ``ln_``).
+- ``compress_observation``: in ``results/observation/{summary}.h5`` (an observed summary,
+  dataset ``x`` (1, ...) binned as the training set, e.g. a survey catalogue's XOD by
+  :func:`clustersbi.stages.xod.observed_xod`); out ``results/observation/compressed/{summary}.h5``:
+  ``x`` (P,), the compressor's estimate in inference coordinates exactly as ``compress`` maps
+  the training rows (the ``file`` observation of :func:`clustersbi.stages.infer.observation_summary`),
+  attributes ``param_names`` (inference names), ``observation_file`` and, from a catalogue,
+  ``source``, ``n_sources``, ``n_in_range``.
 - ``tune_compressor`` (optional): ``results/tuning/{summary}/tuning.json``.
 """
 
@@ -24,7 +31,7 @@ from ..compress.data import TrainingSet, load_training_set, write_training_set
 from ..compress.train import compress, config_from_dict, load_compressor, train_compressor, tune_compressor
 from ..design import inference_names, priors_by_name, to_inference_coordinates
 
-__all__ = ["compressor_config", "train_compressor_stage", "compress_stage", "tune_compressor_stage"]
+__all__ = ["compressor_config", "train_compressor_stage", "compress_stage", "compress_observation_stage", "tune_compressor_stage"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,17 +84,45 @@ def compress_stage(training_file, model_file, priors: Mapping[str, Sequence[Mapp
     """
     ts = load_training_set(training_file)
     comp = load_compressor(Path(model_file).parent, device="auto")
-    estimate, _ = compress(comp, ts.x)
     by_name = priors_by_name(priors)
     theta, _, _ = to_inference_coordinates(ts.theta, ts.param_names, by_name)
+    y = _compressed(comp, ts.x, ts.param_names, by_name)
+    write_training_set(out_file, TrainingSet(theta, y, ts.split, inference_names(ts.param_names, by_name)))
+
+
+def _compressed(comp, x, param_names: Sequence[str], by_name) -> np.ndarray:
+    """(N, P) compressed summaries in inference coordinates of raw summaries x (N, ...)."""
+    estimate, _ = compress(comp, x)
     # estimates may stray outside the prior (e.g. a negative estimate of a positive
     # parameter); clip before the log so the summary stays finite.
     safe = np.column_stack([
         np.clip(estimate[:, j], by_name[n].low * 0.5, None) if by_name[n].distribution == "loguniform" else estimate[:, j]
-        for j, n in enumerate(ts.param_names)
+        for j, n in enumerate(param_names)
     ])
-    y, _, _ = to_inference_coordinates(safe, ts.param_names, by_name)
-    write_training_set(out_file, TrainingSet(theta, y, ts.split, inference_names(ts.param_names, by_name)))
+    y, _, _ = to_inference_coordinates(safe, param_names, by_name)
+    return y
+
+
+def compress_observation_stage(observation_file, model_file, priors: Mapping[str, Sequence[Mapping]], out_file) -> None:
+    """Rule ``compress_observation``: an observed raw summary through the summary's compressor
+    (module contract), mapped exactly as :func:`compress_stage` maps the training rows."""
+    import h5py
+
+    from ..io import atomic_path, h5_read_attrs, h5_write_attrs
+
+    with h5py.File(observation_file, "r") as f:
+        x = np.asarray(f["x"][()], dtype=float)
+        source = h5_read_attrs(f)
+    comp = load_compressor(Path(model_file).parent, device="auto")
+    by_name = priors_by_name(priors)
+    y = _compressed(comp, x, comp.param_names, by_name)
+    if y.shape[0] != 1:
+        raise ValueError(f"{observation_file}: x holds {y.shape[0]} observations, expected a batch of one")
+    with atomic_path(out_file) as tmp, h5py.File(tmp, "w") as f:
+        f["x"] = y[0]
+        h5_write_attrs(f, {"param_names": inference_names(comp.param_names, by_name), "observation_file": str(observation_file),
+                           **{k: source[k] for k in ("source", "n_sources", "n_in_range") if k in source}})
+    logger.info("observation %s compressed to %s", observation_file, np.array2string(y[0], precision=4))
 
 
 def tune_compressor_stage(training_file, summary: str, compress: Mapping[str, Any], tuning_file) -> None:

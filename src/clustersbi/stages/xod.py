@@ -15,9 +15,12 @@ Contracts (HDF5, written atomically):
   :func:`clustersbi.compress.data.write_training_set` (theta (N, P) the design parameters,
   x (N, ...), split (N,), attribute param_names), rows ordered by simulation index; the bin
   edges, the statistic's marginal and ``index`` are extra attributes.
-- rule ``observed_xod``: a user catalogue CSV (columns CR [cts/s, 0.5-2 keV], HR, z) ->
+- rule ``observed_xod``: a survey catalogue CSV (config ``xod.observation.catalogue_csv``; one
+  row per cluster, columns z and CR [cts/s, all bands] and HR, or per-band ``CR_<lo>-<hi>``
+  columns to form them from: :func:`clustersbi.xod.load_catalogue_csv`) ->
   ``results/observation/xod.h5`` with ``x`` (1, ...) (a batch of one, binned exactly as the
-  training set) and the full ``xod``.
+  training set) and the full ``xod``. The compress stage turns it into the observation of the
+  ``xod`` posterior (:func:`clustersbi.stages.compress.compress_observation_stage`).
 """
 
 from __future__ import annotations
@@ -100,11 +103,19 @@ def gather_xod(xod_files: Sequence[str | Path], out_file: str | Path, marginal: 
             h5_write_attrs(f, {**bins_attrs, **statistic, "index": [r[0] for r in rows]})
 
 
-def observed_xod(catalogue_csv: str | Path, xod_cfg: Mapping[str, Any], out_file: str | Path) -> None:
-    """Rule ``observed_xod``: the XOD of a user catalogue (CSV with CR [cts/s, 0.5-2 keV], HR, z), binned as the
-    training set, written as an observation (module contract)."""
+def observed_xod(catalogue_csv: str | Path, xod_cfg: Mapping[str, Any], out_file: str | Path,
+                 columns: Mapping[str, Any] | None = None) -> None:
+    """Rule ``observed_xod``: the XOD of a survey catalogue (CSV: z, and CR and HR or one CR column
+    per band), binned as the training set, written as an observation (module contract).
+
+    Args:
+        columns: ``{"bands_kev": config xray.bands_kev, "hr_bands": config detection.hr_bands}``,
+            how per-band columns make CR and HR (default the paper's two bands, HR = CR[1-2] / CR[0.5-1]).
+    """
     bins = XodBins.from_spec(xod_cfg["bins"])
-    cat = load_catalogue_csv(catalogue_csv)
+    columns = dict(columns or {})
+    cat = load_catalogue_csv(catalogue_csv, columns.get("bands_kev", ((0.5, 1.0), (1.0, 2.0))),
+                             tuple(columns.get("hr_bands", (1, 0))))
     xod = xod_histogram(cat, bins)
     with atomic_path(out_file) as tmp, h5py.File(tmp, "w") as f:
         f["x"] = xod_marginal(xod, xod_cfg["marginal"])[None]
