@@ -1,4 +1,4 @@
-"""Shared fixtures: seeded backends, repository paths, the external test data."""
+"""Shared fixtures: seeded backends, repository paths, the external test data, the real Pinocchio."""
 
 from __future__ import annotations
 
@@ -30,6 +30,18 @@ def _seed_everything():
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def pinocchio_executable() -> Path:
+    """The real Pinocchio V5.1, built once by ``make pinocchio`` from ``../shared/vendor``
+    (tests/pinocchio_build.py); skips with the reason when it cannot be built here."""
+    from pinocchio_build import build
+
+    result = build()
+    if result.executable is None:
+        pytest.skip(result.skip_reason)
+    return result.executable
 
 
 @pytest.fixture(scope="session")

@@ -26,11 +26,15 @@
 # bootstrap autoconf, automake and libtool. On Debian/Ubuntu, --install-debian-packages
 # installs them with apt-get (root); with a module system, `module load` an MPI, FFTW and GSL
 # first and give their prefixes with --fftw-prefix / --gsl-prefix if the compiler does not
-# find them by itself. Idempotent: an executable already in PREFIX is not rebuilt.
+# find them by itself. Idempotent: an executable already in PREFIX is not rebuilt. Exit status:
+# 0 built (or already there), 3 a dependency is missing (nothing was built), 1 a build failed.
 set -euo pipefail
 
 usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 die() { echo "build_pinocchio: $*" >&2; exit 1; }
+# a build dependency (compiler, library, tool) is missing: exit status 3, so that callers can
+# tell "cannot build here" from a failed build
+missing() { echo "build_pinocchio: $*" >&2; exit 3; }
 
 PINOCCHIO_SRC="" PREFIX="" PFFT_SRC="" PFFT_PREFIX="" FFTW_PREFIX="" GSL_PREFIX=""
 PLC=0 APT=0 JOBS=${JOBS:-2}
@@ -75,15 +79,19 @@ fi
 # ---- dependencies
 if [ "$APT" = 1 ]; then
   pkgs="libopenmpi-dev openmpi-bin libfftw3-dev libfftw3-mpi-dev libgsl-dev autoconf automake libtool make gcc"
-  missing=$(for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
-  if [ -n "$missing" ]; then
-    command -v apt-get >/dev/null || die "--install-debian-packages needs apt-get (Debian/Ubuntu)"
-    echo "installing:" $missing
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  absent=$(for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+  if [ -n "$absent" ]; then
+    command -v apt-get >/dev/null || missing "--install-debian-packages needs apt-get (Debian/Ubuntu); missing:" $absent
+    echo "installing:" $absent
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $absent; } \
+      >"${TMPDIR:-/tmp}/build_pinocchio_apt.$$.log" 2>&1 \
+      || missing "apt-get install of $absent failed (root? network?); end of its log:
+$(tail -5 "${TMPDIR:-/tmp}/build_pinocchio_apt.$$.log")"
+    rm -f "${TMPDIR:-/tmp}/build_pinocchio_apt.$$.log"
   fi
 fi
-command -v mpicc >/dev/null || die "mpicc not found: install an MPI (Debian/Ubuntu: libopenmpi-dev openmpi-bin) or module load one"
+command -v make >/dev/null || missing "make not found"
+command -v mpicc >/dev/null || missing "mpicc not found: install an MPI (Debian/Ubuntu: libopenmpi-dev openmpi-bin) or module load one"
 
 inc="" lib=""
 for p in "$FFTW_PREFIX" "$GSL_PREFIX"; do
@@ -101,7 +109,7 @@ cat > "$work/check.c" <<'EOF'
 int main(void) { fftw_mpi_init(); gsl_rng_free(gsl_rng_alloc(gsl_rng_ranlxd1)); return 0; }
 EOF
 mpicc $inc "$work/check.c" -o "$work/check" $lib -lfftw3_mpi -lfftw3_omp -lfftw3 -lgsl -lgslcblas -lm >"$work/check.log" 2>&1 \
-  || die "cannot compile against FFTW3-MPI and GSL (Debian/Ubuntu: libfftw3-dev libfftw3-mpi-dev libgsl-dev; HPC: module load fftw gsl, then --fftw-prefix/--gsl-prefix):
+  || missing "cannot compile against FFTW3-MPI and GSL (Debian/Ubuntu: libfftw3-dev libfftw3-mpi-dev libgsl-dev; HPC: module load fftw gsl, then --fftw-prefix/--gsl-prefix):
 $(tail -5 "$work/check.log")"
 
 # ---- PFFT
@@ -112,7 +120,7 @@ if [ -z "$PFFT_PREFIX" ]; then
   [ -n "$PFFT_SRC" ] || die "PFFT is needed: give --pfft-src DIR (a clone of https://github.com/mpip/pfft) or --pfft-prefix of an installed PFFT"
   [ -f "$PFFT_SRC/bootstrap.sh" ] || die "$PFFT_SRC/bootstrap.sh not found: --pfft-src must be a PFFT clone"
   for tool in autoreconf automake libtoolize; do
-    command -v "$tool" >/dev/null || die "$tool not found: PFFT's bootstrap needs autoconf, automake and libtool"
+    command -v "$tool" >/dev/null || missing "$tool not found: PFFT's bootstrap needs autoconf, automake and libtool"
   done
   echo "building PFFT from $PFFT_SRC into $PREFIX"
   cp -r "$PFFT_SRC" "$work/pfft"
