@@ -15,6 +15,18 @@ Rule ``train_ldl`` (once per analysis) calls :func:`train_ldl_models`:
        ``training_summary.json`` (held-out metrics; timings go to the log) and ``heldout.npz`` (the held-out
        box's DM density, target and LDL fields, for the plots).
 
+Rule ``ldl_fidelity`` (once per analysis) calls :func:`ldl_cluster_fidelity`:
+
+  in:  the trained models (their config names the training boxes' size, resolution, cosmology
+       and seed), ``results/xray/emission_table.h5``, the config section ``ldl.fidelity``.
+  out: ``cluster_fidelity.json`` (paper Fig. 6 on ``ldl.fidelity.n_boxes`` new held-out boxes at
+       the fiducial point: key ``cluster_fidelity`` with the CR-M fits of target and LDL, the
+       deviation correlation, the prediction error against the natural scatter, LDL / target
+       counts above the cuts; :mod:`clustersbi.ldl_fidelity`) and ``heldout_clusters.csv`` (one
+       row per cluster: box, mass, count rates and gas properties, target and LDL).
+       Apart from ``train_ldl`` so that an edit of the X-ray emission or response (or of
+       ``ldl.fidelity``) reruns the check and not the training.
+
 Rule ``paint_gas`` (per chunk) calls :func:`paint_gas_chunk`:
 
   in:  the chunk's particle file (:mod:`clustersbi.stages.simulate`), the trained models, the chunk design.
