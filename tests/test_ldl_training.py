@@ -15,8 +15,11 @@ import pandas as pd
 import pytest
 
 from clustersbi import gas, ldl
-from clustersbi.design import Prior
-from clustersbi.stages.ldl import LDLPainter, ThetaSpace, heldout_metrics, paint_gas_chunk, train_ldl_models
+from clustersbi.design import Prior, SeedStream, derive_seed
+from clustersbi.io import ChunkFile
+from clustersbi.stages.ldl import (CLUSTER_COLUMNS, LDLPainter, ThetaSpace, fidelity_box_seeds, heldout_metrics,
+                                   ldl_cluster_fidelity, paint_gas_chunk, train_ldl_models)
+from clustersbi.xray import builtin_xmm_epic, compute_emission_table
 
 # ---- tolerances (measured values in comments, 2-core CPU)
 CUBE_RTOL = 1e-4  # the model with a box side per axis vs one side, in a cube (float32 rounding)
@@ -47,6 +50,11 @@ LDL_CFG = {
 def particles():
     return jnp.asarray(gas.zeldovich_particles(3, 16, 32.0, sigma_disp_mpc_h=2.0))
 
+
+#: ldl.fidelity of the tiny boxes: 16^3 cells of 1.5 Mpc/h peak far below the paper's 200 rho_crit,
+#: so the threshold and the cuts are scaled down (the statistics' values are tested in test_ldl_fidelity)
+FIDELITY_CFG = {"n_boxes": 2, "overdensity_crit": 8.0, "min_cells": 1, "cr_cuts_cts_s": [1e-6, 1e-5],
+                "n_bootstrap": 20}
 
 #: the rule's named outputs (workflow/rules/ldl.smk) -> file names in one directory
 OUTPUT_NAMES = {"ne": "ne.npz", "t": "t.npz", "history": "history.csv", "summary": "training_summary.json",
@@ -166,3 +174,54 @@ def test_paint_gas_chunk_writes_the_gas_contract(trained, tmp_path):
     ne2, _ = painter.paint(pos, mesh, box, {"Omega_m": 0.3, "A_AGN1": 2.0}, 0.3)
     # equal up to float32 rounding: a GPU's scatter-add order is not deterministic
     np.testing.assert_allclose(ne1, ne2, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def fidelity(trained, tmp_path_factory):
+    outputs, _ = trained
+    out = tmp_path_factory.mktemp("ldl_fidelity")
+    table = compute_emission_table(builtin_xmm_epic(), "bremsstrahlung", kt_kev=np.geomspace(0.08, 64.0, 16),
+                                   z=np.array([0.0, 0.1, 0.2, 0.3]))
+    with ChunkFile.create(out / "table.h5") as f:  # the layout of rule emission_table
+        table.to_h5(f.h5.create_group("table"))
+    paths = {"summary": out / "cluster_fidelity.json", "clusters": out / "heldout_clusters.csv"}
+    summary = ldl_cluster_fidelity(outputs["ne"], outputs["t"], out / "table.h5", FIDELITY_CFG, paths)
+    return summary, paths
+
+
+def test_cluster_fidelity_writes_finite_statistics(fidelity):
+    summary, paths = fidelity
+    f = summary["cluster_fidelity"]
+    print(f"tiny fidelity: {f['n_clusters']} clusters, deviation correlation {f['deviation_correlation']}, "
+          f"error / scatter {f['error_over_scatter']}, counts {f['counts_above']}")
+    assert f["n_boxes"] == FIDELITY_CFG["n_boxes"] and f["redshifts"] == [LDL_CFG["training"]["z_base"]]
+    assert f["n_fitted"] >= 3, f"too few clusters to test the statistics: {f['n_fitted']}"
+    for key in ("deviation_correlation", "deviation_correlation_own_fits", "prediction_error_dex",
+                "prediction_bias_dex", "natural_scatter_dex", "error_over_scatter"):
+        assert f[key] is not None and np.isfinite(f[key]), (key, f[key])
+    for who in ("target", "ldl"):
+        assert all(np.isfinite(v) for v in f[f"fit_{who}"].values()), f[f"fit_{who}"]
+    low = f["counts_above"][0]
+    assert low["n_target"] > 0 and np.isfinite(low["ratio"]), low
+    assert [c["cr_cut_cts_s"] for c in f["counts_above"]] == FIDELITY_CFG["cr_cuts_cts_s"]
+    assert summary["config"] == FIDELITY_CFG and summary["paper"]["deviation_correlation"] == 0.88
+    clusters = pd.read_csv(paths["clusters"])
+    assert list(clusters.columns[: len(CLUSTER_COLUMNS)]) == list(CLUSTER_COLUMNS)
+    assert len(clusters) == f["n_clusters"] and set(clusters["box"]) <= {0, 1}
+    bands = clusters.filter(regex=r"^cr_target_b\d+_cts_s$").to_numpy().sum(axis=1)
+    np.testing.assert_allclose(bands, clusters["cr_target_cts_s"], rtol=1e-6)
+    assert (clusters["mass_msun_h"] > 0).all() and (clusters["peak_over_crit"] > FIDELITY_CFG["overdensity_crit"]).all()
+
+
+def test_fidelity_boxes_have_their_own_seeds():
+    seeds = fidelity_box_seeds(9, 3)
+    training = {derive_seed(9, SeedStream.LDL_TRAINING, 1, i) for i in range(10)}
+    assert len(set(seeds)) == 3 and not set(seeds) & training, seeds
+
+
+def test_cluster_fidelity_plot(fidelity, tmp_path):
+    from clustersbi.plots.ldl import plot_cluster_fidelity
+
+    _, paths = fidelity
+    plot_cluster_fidelity(paths["clusters"], paths["summary"], tmp_path / "fidelity.png")
+    assert (tmp_path / "fidelity.png").read_bytes()[:4] == b"\x89PNG"

@@ -7,9 +7,11 @@ LDL_TARGETS = [
     "results/models/ldl/ne.npz",
     "results/models/ldl/t.npz",
     "results/models/ldl/training_summary.json",
+    "results/models/ldl/cluster_fidelity.json",
     "results/plots/ldl_ne_rho.png",
     "results/plots/ldl_slices.png",
     "results/plots/ldl_training.png",
+    "results/plots/ldl_cluster_fidelity.png",
 ]
 
 
@@ -21,7 +23,8 @@ rule train_ldl:
         summary="results/models/ldl/training_summary.json",
         heldout="results/models/ldl/heldout.npz",
     params:
-        ldl=canonical(config["ldl"]),
+        # ldl.fidelity is the fidelity check's (rule ldl_fidelity), not the training's
+        ldl=canonical({k: v for k, v in config["ldl"].items() if k != "fidelity"}),
         # only what the training boxes depend on: a new field of view or lightcone count
         # does not retrain the models
         simulation=canonical(
@@ -49,6 +52,33 @@ rule train_ldl:
         "../../envs/ldl.yaml"
     script:
         "../scripts/train_ldl.py"
+
+
+# cluster-level fidelity of the trained LDL on new held-out boxes (cerardi Fig. 6); apart from
+# train_ldl so that an edit of the X-ray emission or response, or of ldl.fidelity, reruns the
+# check and not the training
+rule ldl_fidelity:
+    input:
+        ne="results/models/ldl/ne.npz",
+        t="results/models/ldl/t.npz",
+        table="results/xray/emission_table.h5",
+    output:
+        summary="results/models/ldl/cluster_fidelity.json",
+        clusters="results/models/ldl/heldout_clusters.csv",
+    params:
+        fidelity=canonical(config["ldl"]["fidelity"]),
+    log:
+        "logs/models/ldl/fidelity.log",
+    benchmark:
+        "results/benchmarks/models/ldl/fidelity.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/ldl.yaml"
+    script:
+        "../scripts/check_ldl_fidelity.py"
 
 
 rule paint_gas:
@@ -92,3 +122,23 @@ rule plot_ldl:
         "../../envs/ldl.yaml"
     script:
         "../scripts/plot_ldl.py"
+
+
+rule plot_ldl_fidelity:
+    input:
+        summary="results/models/ldl/cluster_fidelity.json",
+        clusters="results/models/ldl/heldout_clusters.csv",
+    output:
+        fidelity=report(
+            "results/plots/ldl_cluster_fidelity.png", caption="../report/ldl_cluster_fidelity.rst", category="LDL"
+        ),
+    log:
+        "logs/plots/ldl_fidelity.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/ldl.yaml"
+    script:
+        "../scripts/plot_ldl_fidelity.py"

@@ -4,6 +4,8 @@
   with their power-law fits (cf. Cerardi et al., Fig. 5).
 - :func:`plot_slices`: one slice of n_e, T and the emissivity proxy n_e^2 T^(1/2), target vs LDL.
 - :func:`plot_training_stages`: train / validation loss of every training stage.
+- :func:`plot_cluster_fidelity`: CR-M relations, deviations and prediction error of the
+  held-out clusters, target vs LDL (cf. Cerardi et al., Fig. 6).
 Each function writes one PNG and returns nothing.
 """
 
@@ -20,7 +22,7 @@ import pandas as pd
 from . import plt, save_figure
 
 __all__ = [
-    "plot_ldl_outputs","plot_ne_vs_rho", "plot_slices", "plot_training_stages"]
+    "plot_ldl_outputs", "plot_ne_vs_rho", "plot_slices", "plot_training_stages", "plot_cluster_fidelity"]
 
 
 def plot_ne_vs_rho(
@@ -115,3 +117,65 @@ def plot_ldl_outputs(
     plot_ne_vs_rho(rho, ne_t, ne_l, ne_rho_png, bins=40)
     plot_slices({"ne": ne_t, "t": t_t}, {"ne": ne_l, "t": t_l}, slices_png)
     plot_training_stages(pd.read_csv(history_file), training_png)
+
+
+def _fmt(value, spec: str = ".2f") -> str:
+    """A statistic for a label; None (too few clusters) as 'n/a'."""
+    return "n/a" if value is None else format(value, spec)
+
+
+def plot_cluster_fidelity(clusters_csv: str | Path, summary_json: str | Path, path: str | os.PathLike) -> None:
+    """Cluster-level LDL fidelity (cf. Cerardi et al., Fig. 6), three panels, from the files of
+    rule ``ldl_fidelity``: the CR-M relation of the target and the LDL clusters with their
+    power-law fits and the count-rate cuts; the deviations of the LDL against those of the
+    target from the target's relation, with their correlation; histograms of the LDL prediction
+    error log CR_LDL - log CR_target and of the target's deviations (the natural scatter)."""
+    import json
+
+    clusters = pd.read_csv(clusters_csv)
+    with open(summary_json) as fh:
+        fid = json.load(fh)["cluster_fidelity"]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.3))
+    m, cr_t, cr_l = (clusters[c].to_numpy(float) for c in ("mass_msun_h", "cr_target_cts_s", "cr_ldl_cts_s"))
+    ok = (m > 0) & (cr_t > 0) & (cr_l > 0)
+    lm, lt, ll = np.log10(m[ok]), np.log10(cr_t[ok]), np.log10(cr_l[ok])
+    ax = axes[0]
+    ax.scatter(lm, lt, s=12, c="C0", alpha=0.7, label="target")
+    ax.scatter(lm, ll, s=12, c="C3", marker="x", alpha=0.7, label="LDL")
+    fits = {who: fid[f"fit_{who}"] for who in ("target", "ldl")}
+    if lm.size and all(fits.values()):
+        xs = np.linspace(lm.min(), lm.max(), 10)
+        for who, colour in (("target", "C0"), ("ldl", "C3")):
+            f = fits[who]
+            ax.plot(xs, f["norm"] + f["slope"] * (xs - f["pivot"]), color=colour,
+                    label=f"{who}: slope {f['slope']:.2f}, scatter {f['scatter_dex']:.2f} dex")
+    for c in fid["counts_above"]:
+        ax.axhline(np.log10(c["cr_cut_cts_s"]), color="0.6", lw=0.7, ls=":")
+    ax.set_xlabel(r"$\log_{10} M$ [$M_\odot/h$] (cells above " + f"{fid['overdensity_crit']:g}" + r" $\rho_c$)")
+    ax.set_ylabel(r"$\log_{10}$ CR [cts/s]")
+    ax.set_title(f"{fid['n_clusters']} clusters in {fid['n_boxes']} held-out boxes", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
+    ax = axes[1]
+    ft = fits["target"]
+    if lm.size and ft:
+        mean_t = ft["norm"] + ft["slope"] * (lm - ft["pivot"])
+        dt, dl = lt - mean_t, ll - mean_t
+        ax.scatter(dt, dl, s=12, c="C2")
+        lim = [min(dt.min(), dl.min()), max(dt.max(), dl.max())]
+        ax.plot(lim, lim, "k--", lw=0.8)
+        ax.set_title(f"deviation correlation {_fmt(fid['deviation_correlation'])} (paper 0.88)", fontsize=10)
+    ax.set_xlabel(r"target $\Delta\log_{10}$ CR [dex]")
+    ax.set_ylabel(r"LDL $\Delta\log_{10}$ CR [dex]")
+    ax = axes[2]
+    if lm.size and ft:
+        err = ll - lt
+        bins = np.linspace(min(err.min(), dt.min()), max(err.max(), dt.max()), 25)
+        ax.hist(dt, bins=bins, histtype="step", color="C0", label=f"natural scatter {_fmt(fid['natural_scatter_dex'])} dex")
+        ax.hist(err, bins=bins, histtype="step", color="C3",
+                label=f"LDL error {_fmt(fid['prediction_error_dex'])} dex (bias {_fmt(fid['prediction_bias_dex'], '+.2f')})")
+        ax.set_title(f"error / scatter {_fmt(fid['error_over_scatter'])} (paper ~0.5)", fontsize=10)
+        ax.legend(fontsize=7)
+    ax.set_xlabel(r"$\log_{10}$ CR$_{\rm LDL}$ - $\log_{10}$ CR$_{\rm target}$, or target deviation [dex]")
+    ax.set_ylabel("clusters")
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -15,6 +15,18 @@ Rule ``train_ldl`` (once per analysis) calls :func:`train_ldl_models`:
        ``training_summary.json`` (held-out metrics; timings go to the log) and ``heldout.npz`` (the held-out
        box's DM density, target and LDL fields, for the plots).
 
+Rule ``ldl_fidelity`` (once per analysis) calls :func:`ldl_cluster_fidelity`:
+
+  in:  the trained models (their config names the training boxes' size, resolution, cosmology
+       and seed), ``results/xray/emission_table.h5``, the config section ``ldl.fidelity``.
+  out: ``cluster_fidelity.json`` (paper Fig. 6 on ``ldl.fidelity.n_boxes`` new held-out boxes at
+       the fiducial point: key ``cluster_fidelity`` with the CR-M fits of target and LDL, the
+       deviation correlation, the prediction error against the natural scatter, LDL / target
+       counts above the cuts; :mod:`clustersbi.ldl_fidelity`) and ``heldout_clusters.csv`` (one
+       row per cluster: box, mass, count rates and gas properties, target and LDL).
+       Apart from ``train_ldl`` so that an edit of the X-ray emission or response (or of
+       ``ldl.fidelity``) reruns the check and not the training.
+
 Rule ``paint_gas`` (per chunk) calls :func:`paint_gas_chunk`:
 
   in:  the chunk's particle file (:mod:`clustersbi.stages.simulate`), the trained models, the chunk design.
@@ -65,12 +77,15 @@ import jax
 import numpy as np
 
 from .. import ldl
-from ..cosmology import Cosmology, camb_power
+from ..cosmology import Cosmology, camb_power, comoving_distance_mpc_h
 from ..design import ChunkDesign, Prior, SeedStream, derive_seed, sobol_unit_points
 from ..gas import SyntheticGasParams, load_camels_snapshot, synthetic_gas
 from ..io import ChunkFile, atomic_path, h5_read_attrs, write_json
+from ..ldl_fidelity import (PAPER_DEVIATION_CORRELATION, PAPER_ERROR_OVER_SCATTER, cluster_count_rates,
+                            cluster_gas_properties, fidelity_statistics, find_box_clusters)
 from ..lightcone import lightcone_slab_geometry
 from ..pm import simulate_box
+from ..products import read_emission_table
 
 __all__ = [
     "FEEDBACK_NAMES",
@@ -85,6 +100,11 @@ __all__ = [
     "camels_training_boxes",
     "heldout_metrics",
     "train_ldl_models",
+    "CLUSTER_COLUMNS",
+    "fidelity_box_seeds",
+    "fidelity_boxes",
+    "box_cluster_table",
+    "ldl_cluster_fidelity",
     "LDLPainter",
     "paint_gas_chunk",
 ]
@@ -270,6 +290,7 @@ def simulate_training_boxes(
     simulation_cfg: Mapping[str, Any],
     cosmology_fiducial: Mapping[str, float],
     seed: int,
+    box_seeds: Sequence[int] | None = None,
 ) -> list[TrainingBox]:
     """JaxPM boxes at every point and redshift, with synthetic gas targets.
 
@@ -278,6 +299,8 @@ def simulate_training_boxes(
             ``derive_seed(seed, SeedStream.LDL_TRAINING, 1, i)``) at the cosmology of the first set,
             with a snapshot at every entry of ``redshifts``; every set is painted on it.
         redshifts: snapshot redshifts.
+        box_seeds: the runs' seeds instead of the training boxes' (one per point; the
+            cluster-fidelity boxes use their own, :func:`fidelity_box_seeds`).
 
     Returns:
         one :class:`TrainingBox` per run, redshift and parameter set (the first set of a
@@ -292,6 +315,8 @@ def simulate_training_boxes(
     spectra: dict[Cosmology, Any] = {}
     z_sorted = sorted({float(z) for z in redshifts})
     model = _synthetic_model(ldl_cfg, float(cosmology_fiducial["Omega_b"]))
+    if box_seeds is not None and len(box_seeds) != len(points):
+        raise ValueError(f"{len(box_seeds)} box seeds for {len(points)} points")
     out: list[TrainingBox] = []
     for i, (role, param_sets) in enumerate(points):
         params = param_sets[0]
@@ -299,7 +324,7 @@ def simulate_training_boxes(
         if cosmo not in spectra:
             spectra[cosmo] = camb_power(cosmo, [0.0], k_h_mpc)
         linear = spectra[cosmo]
-        box_seed = derive_seed(seed, SeedStream.LDL_TRAINING, 1, i)
+        box_seed = derive_seed(seed, SeedStream.LDL_TRAINING, 1, i) if box_seeds is None else int(box_seeds[i])
         t0 = time.perf_counter()
         run = simulate_box(
             cosmo, linear.k_h_mpc, linear.pk_mpc3_h3[0], box_mpc_h=box, n_mesh=n_mesh, z_snapshot=z_sorted,
@@ -316,6 +341,18 @@ def simulate_training_boxes(
     return out
 
 
+def _camels_box(entry: Mapping[str, Any], cell_mpc_h: float, fiducial: Mapping[str, float]) -> TrainingBox:
+    """One ``ldl.camels.snapshots`` entry as a :class:`TrainingBox` on the mesh of ``cell_mpc_h``."""
+    grid = load_camels_snapshot(entry["files"], cell_mpc_h=cell_mpc_h)
+    params = {**fiducial, **{k: float(v) for k, v in entry.get("parameters", {}).items()}}
+    return TrainingBox(
+        pos_mpc_h=np.asarray(grid.dm_pos_mpc_h, np.float32),
+        ne=(grid.ne_cm3 / ldl.NE_UNIT_CM3).astype(np.float32),
+        t=(grid.t_k / ldl.T_UNIT_K).astype(np.float32),
+        params=params, redshift=float(grid.redshift), box_mpc_h=float(grid.box_mpc_h), role=entry["role"],
+    )
+
+
 def camels_training_boxes(ldl_cfg: Mapping[str, Any], cell_mpc_h: float, fiducial: Mapping[str, float]) -> list[TrainingBox]:
     """Training boxes from the CAMELS snapshots listed in ``ldl.camels.snapshots``.
 
@@ -329,16 +366,9 @@ def camels_training_boxes(ldl_cfg: Mapping[str, Any], cell_mpc_h: float, fiducia
         raise ValueError("ldl.source is 'camels' but ldl.camels.snapshots is empty")
     out = []
     for i, entry in enumerate(entries):
-        grid = load_camels_snapshot(entry["files"], cell_mpc_h=cell_mpc_h)
-        params = {**fiducial, **{k: float(v) for k, v in entry["parameters"].items()}}
-        out.append(TrainingBox(
-            pos_mpc_h=np.asarray(grid.dm_pos_mpc_h, np.float32),
-            ne=(grid.ne_cm3 / ldl.NE_UNIT_CM3).astype(np.float32),
-            t=(grid.t_k / ldl.T_UNIT_K).astype(np.float32),
-            params=params, redshift=float(grid.redshift), box_mpc_h=float(grid.box_mpc_h), role=entry["role"],
-        ))
+        out.append(_camels_box(entry, cell_mpc_h, fiducial))
         logger.info("CAMELS snapshot %d/%d: %s, z = %.3f, mesh %s", i + 1, len(entries), entry["role"],
-                    grid.redshift, grid.mesh_shape)
+                    out[-1].redshift, out[-1].mesh_shape)
     shapes = {(b.mesh_shape, b.pos_mpc_h.shape[0], b.box_mpc_h) for b in out}
     if len(shapes) != 1:
         raise ValueError(f"ldl.camels.snapshots: boxes differ in (mesh, particles, box): {sorted(shapes)}")
@@ -635,6 +665,164 @@ def _feedback_response(painter: LDLPainter, box: TrainingBox, fiducial, ldl_cfg,
             vals.append(float(np.asarray(ne, np.float64)[dense].mean()))
         out[f"dense_ne_change_{who}"] = vals[1] / vals[0] - 1.0
     return out
+
+
+# ----------------------------------------------------------------------------- cluster fidelity
+
+#: columns of ``heldout_clusters.csv`` (rule ``ldl_fidelity``), before the per-band count rates
+CLUSTER_COLUMNS = (
+    "box", "cluster", "n_cells", "mass_msun_h", "peak_over_crit", "cr_target_cts_s", "cr_ldl_cts_s",
+    "ne_mean_target_cm3", "ne_mean_ldl_cm3", "ne2_mean_target_cm6", "ne2_mean_ldl_cm6", "t_ew_target_k", "t_ew_ldl_k",
+)
+
+
+def fidelity_box_seeds(seed: int, n_boxes: int) -> list[int]:
+    """PM seeds of the cluster-fidelity boxes: ``derive_seed(seed, SeedStream.LDL_TRAINING, 3, j)``
+    for j < ``n_boxes`` (apart from the training boxes' (1, i) and the MLPs' (2))."""
+    if n_boxes < 1:
+        raise ValueError(f"ldl.fidelity.n_boxes must be >= 1, got {n_boxes}")
+    return [derive_seed(seed, SeedStream.LDL_TRAINING, 3, j) for j in range(n_boxes)]
+
+
+def fidelity_boxes(model_config: Mapping[str, Any], n_boxes: int) -> list[TrainingBox]:
+    """The held-out boxes of the cluster-fidelity check, from a trained model's config.
+
+    Synthetic source: ``n_boxes`` new JaxPM boxes at the fiducial point (the model's
+    ``theta.fiducial``) and ``z_base``, of the training boxes' size, resolution and time
+    stepping, seeded by :func:`fidelity_box_seeds`, with the synthetic target painted on them.
+    CAMELS source: the snapshots of role ``heldout`` (``n_boxes`` is not used).
+    """
+    fiducial = dict(model_config["theta"]["fiducial"])
+    if model_config["source"] == "camels":
+        entries = [e for e in model_config["ldl"]["camels"]["snapshots"] if e["role"] == "heldout"]
+        return [_camels_box(e, float(model_config["cell_mpc_h"]), fiducial) for e in entries]
+    sim_cfg = {"a_init": model_config["a_init"], "n_steps": model_config["n_steps"],
+               "lightcone": model_config["simulation_lightcone"]}
+    seed = int(model_config["seed"])
+    points = [("heldout", [dict(fiducial)]) for _ in range(n_boxes)]
+    return simulate_training_boxes(points, [float(model_config["z_base"])], model_config["ldl"], sim_cfg,
+                                   model_config["cosmology_fiducial"], seed, box_seeds=fidelity_box_seeds(seed, n_boxes))
+
+
+def box_cluster_table(box: TrainingBox, ne_ldl_cm3, t_ldl_k, table, omega_m: float, h: float,
+                      overdensity_crit: float, min_cells: int) -> pd.DataFrame:
+    """Clusters of one box (:func:`clustersbi.ldl_fidelity.find_box_clusters` on its DM) with the
+    count rates and gas properties of its target and of the LDL gas, at the box's redshift.
+
+    Columns: :data:`CLUSTER_COLUMNS` (``box`` left 0; CR summed over the table's bands) and
+    ``cr_target_b{i}_cts_s``, ``cr_ldl_b{i}_cts_s`` per band i.
+    """
+    import jax.numpy as jnp
+    import pandas as pd
+
+    mesh = box.mesh_shape
+    rho = np.asarray(ldl.particle_density(jnp.asarray(box.pos_mpc_h), mesh, box.box_mpc_h), np.float64)
+    cell_volume = float(np.prod(np.broadcast_to(np.asarray(box.box_mpc_h, float), (3,)) / np.asarray(mesh)))
+    z = float(box.redshift)
+    chi = float(comoving_distance_mpc_h(z, omega_m))
+    found = find_box_clusters(rho, omega_m, z, cell_volume, overdensity_crit, min_cells)
+    gas = {"target": (np.asarray(box.ne, np.float64) * ldl.NE_UNIT_CM3, np.asarray(box.t, np.float64) * ldl.T_UNIT_K),
+           "ldl": (np.asarray(ne_ldl_cm3, np.float64), np.asarray(t_ldl_k, np.float64))}
+    cols: dict[str, Any] = {"box": np.zeros(found.n, int), "cluster": np.arange(1, found.n + 1), "n_cells": found.n_cells,
+                            "mass_msun_h": found.mass_msun_h, "peak_over_crit": found.peak_over_crit}
+    bands = {}
+    for who, (ne, t) in gas.items():
+        cr = cluster_count_rates(found.labels, found.n, ne, t, z, chi, cell_volume, h, table)
+        cols[f"cr_{who}_cts_s"] = cr.sum(axis=0)
+        props = cluster_gas_properties(found.labels, found.n, ne, t)
+        cols[f"ne_mean_{who}_cm3"], cols[f"ne2_mean_{who}_cm6"], cols[f"t_ew_{who}_k"] = (
+            props["ne_mean_cm3"], props["ne2_mean_cm6"], props["t_ew_k"])
+        bands.update({f"cr_{who}_b{i}_cts_s": cr[i] for i in range(cr.shape[0])})
+    return pd.DataFrame({**{c: cols[c] for c in CLUSTER_COLUMNS}, **bands})
+
+
+def _gas_ratios(clusters: pd.DataFrame, cut: float) -> dict[str, Any]:
+    """Median LDL / target ratios of CR, mean n_e^2 and emission-weighted T over the clusters
+    whose target CR exceeds ``cut``: what makes the LDL's bright end fainter or brighter."""
+    sel = clusters[(clusters["cr_target_cts_s"] > cut) & (clusters["ne2_mean_target_cm6"] > 0)
+                   & (clusters["t_ew_target_k"] > 0)]
+    out: dict[str, Any] = {"cr_target_above_cts_s": float(cut), "n_clusters": int(len(sel))}
+    for key, col in (("cr", "cr_{}_cts_s"), ("ne2_mean", "ne2_mean_{}_cm6"), ("t_ew", "t_ew_{}_k")):
+        ratio = sel[col.format("ldl")].to_numpy(float) / sel[col.format("target")].to_numpy(float)
+        out[f"median_{key}_ldl_over_target"] = float(np.median(ratio)) if len(sel) else None
+    return out
+
+
+def ldl_cluster_fidelity(
+    ne_model: str | Path,
+    t_model: str | Path,
+    table_file: str | Path,
+    fidelity_cfg: Mapping[str, Any],
+    outputs: Mapping[str, str | Path],
+) -> dict[str, Any]:
+    """Rule ``ldl_fidelity``: the cluster-level check of the trained LDL (paper Fig. 6).
+
+    On the held-out boxes of :func:`fidelity_boxes`, painted by the conditioned models at the
+    fiducial point as the slabs are, clusters are found on the DM density
+    (rho / rho_crit(z) > ``overdensity_crit``, :mod:`clustersbi.ldl_fidelity`) and their count
+    rates (the sum of the emission table's bands, at the box redshift and its comoving
+    distance in the fiducial cosmology) computed from the target and the LDL gas over the same
+    cells; the clusters of all boxes are pooled.
+
+    Args:
+        ne_model, t_model: the trained models (rule ``train_ldl``).
+        table_file: the emission table (rule ``emission_table``).
+        fidelity_cfg: the config's ``ldl.fidelity`` (n_boxes, overdensity_crit, min_cells,
+            cr_cuts_cts_s, n_bootstrap).
+        outputs: ``summary`` (JSON: key ``cluster_fidelity``, the statistics of
+            :func:`clustersbi.ldl_fidelity.fidelity_statistics` and what they were measured on;
+            ``paper``, Fig. 6's values; ``config``) and ``clusters`` (CSV, one row per cluster,
+            columns of :func:`box_cluster_table`).
+
+    Returns:
+        the summary.
+    """
+    import pandas as pd
+
+    painter = LDLPainter(ne_model, t_model)
+    cfg = painter.ne_config
+    table = read_emission_table(table_file)
+    omega_m, h = float(cfg["cosmology_fiducial"]["Omega_m"]), float(cfg["cosmology_fiducial"]["h"])
+    thr, min_cells = float(fidelity_cfg["overdensity_crit"]), int(fidelity_cfg["min_cells"])
+    cuts = [float(c) for c in fidelity_cfg["cr_cuts_cts_s"]]
+    boxes = fidelity_boxes(cfg, int(fidelity_cfg["n_boxes"]))
+    if not boxes:
+        raise ValueError("no held-out box for the cluster-fidelity check (ldl.camels.snapshots has no 'heldout' entry)")
+    tables = []
+    for j, b in enumerate(boxes):
+        ne_l, t_l = painter.paint(b.pos_mpc_h, b.mesh_shape, b.box_mpc_h, b.params, b.redshift)
+        df = box_cluster_table(b, ne_l, t_l, table, omega_m, h, thr, min_cells)
+        df["box"] = j
+        tables.append(df)
+        logger.info("fidelity box %d/%d: %d clusters above rho/rho_crit = %g", j + 1, len(boxes), len(df), thr)
+    clusters = pd.concat(tables, ignore_index=True)
+    stats = fidelity_statistics(clusters["mass_msun_h"].to_numpy(float), clusters["cr_target_cts_s"].to_numpy(float),
+                                clusters["cr_ldl_cts_s"].to_numpy(float), cuts,
+                                n_bootstrap=int(fidelity_cfg["n_bootstrap"]),
+                                seed=derive_seed(int(cfg["seed"]), SeedStream.LDL_TRAINING, 4))
+    bands = np.asarray(table.bands_kev, float)
+    summary = {
+        "cluster_fidelity": {
+            **stats,
+            "n_boxes": len(boxes),
+            "redshifts": sorted({round(float(b.redshift), 6) for b in boxes}),
+            "box_mpc_h": float(boxes[0].box_mpc_h), "mesh_shape": list(boxes[0].mesh_shape),
+            "overdensity_crit": thr, "min_cells": min_cells,
+            "cr_bands_kev": bands.tolist(),
+            "gas_ratios": [_gas_ratios(clusters, c) for c in [0.0, *cuts]],
+        },
+        "paper": {"deviation_correlation": PAPER_DEVIATION_CORRELATION, "error_over_scatter": PAPER_ERROR_OVER_SCATTER},
+        "config": dict(fidelity_cfg),
+    }
+    with atomic_path(outputs["clusters"]) as tmp:
+        clusters.to_csv(tmp, index=False, float_format="%.8g")
+    write_json(outputs["summary"], summary)
+    f = summary["cluster_fidelity"]
+    logger.info("cluster fidelity: %d clusters in %d boxes; deviation correlation %s (paper 0.88), "
+                "error / scatter %s (paper 0.5), counts above cuts %s", f["n_clusters"], f["n_boxes"],
+                f["deviation_correlation"], f["error_over_scatter"],
+                [(c["cr_cut_cts_s"], c["n_target"], c["n_ldl"]) for c in f["counts_above"]])
+    return summary
 
 
 # ----------------------------------------------------------------------------- painting
