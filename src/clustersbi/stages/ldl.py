@@ -672,6 +672,7 @@ def _feedback_response(painter: LDLPainter, box: TrainingBox, fiducial, ldl_cfg,
 #: columns of ``heldout_clusters.csv`` (rule ``ldl_fidelity``), before the per-band count rates
 CLUSTER_COLUMNS = (
     "box", "cluster", "n_cells", "mass_msun_h", "peak_over_crit", "cr_target_cts_s", "cr_ldl_cts_s",
+    "cr_ne_ldl_t_target_cts_s", "cr_ne_target_t_ldl_cts_s",
     "ne_mean_target_cm3", "ne_mean_ldl_cm3", "ne2_mean_target_cm6", "ne2_mean_ldl_cm6", "t_ew_target_k", "t_ew_ldl_k",
 )
 
@@ -709,8 +710,10 @@ def box_cluster_table(box: TrainingBox, ne_ldl_cm3, t_ldl_k, table, omega_m: flo
     """Clusters of one box (:func:`clustersbi.ldl_fidelity.find_box_clusters` on its DM) with the
     count rates and gas properties of its target and of the LDL gas, at the box's redshift.
 
-    Columns: :data:`CLUSTER_COLUMNS` (``box`` left 0; CR summed over the table's bands) and
-    ``cr_target_b{i}_cts_s``, ``cr_ldl_b{i}_cts_s`` per band i.
+    Columns: :data:`CLUSTER_COLUMNS` (``box`` left 0; CR summed over the table's bands;
+    ``cr_ne_ldl_t_target_cts_s`` and ``cr_ne_target_t_ldl_cts_s`` mix one field of each gas, to
+    tell an n_e from a T deficit of the LDL) and ``cr_target_b{i}_cts_s``, ``cr_ldl_b{i}_cts_s``
+    per band i.
     """
     import jax.numpy as jnp
     import pandas as pd
@@ -733,17 +736,24 @@ def box_cluster_table(box: TrainingBox, ne_ldl_cm3, t_ldl_k, table, omega_m: flo
         cols[f"ne_mean_{who}_cm3"], cols[f"ne2_mean_{who}_cm6"], cols[f"t_ew_{who}_k"] = (
             props["ne_mean_cm3"], props["ne2_mean_cm6"], props["t_ew_k"])
         bands.update({f"cr_{who}_b{i}_cts_s": cr[i] for i in range(cr.shape[0])})
+    for name, ne, t in (("cr_ne_ldl_t_target_cts_s", gas["ldl"][0], gas["target"][1]),
+                        ("cr_ne_target_t_ldl_cts_s", gas["target"][0], gas["ldl"][1])):
+        cols[name] = cluster_count_rates(found.labels, found.n, ne, t, z, chi, cell_volume, h, table).sum(axis=0)
     return pd.DataFrame({**{c: cols[c] for c in CLUSTER_COLUMNS}, **bands})
 
 
 def _gas_ratios(clusters: pd.DataFrame, cut: float) -> dict[str, Any]:
     """Median LDL / target ratios of CR, mean n_e^2 and emission-weighted T over the clusters
-    whose target CR exceeds ``cut``: what makes the LDL's bright end fainter or brighter."""
+    whose target CR exceeds ``cut``, and of the CR with only the LDL's n_e (``cr_ne_only``) or
+    only its T (``cr_t_only``): what makes the LDL's bright end fainter or brighter."""
     sel = clusters[(clusters["cr_target_cts_s"] > cut) & (clusters["ne2_mean_target_cm6"] > 0)
                    & (clusters["t_ew_target_k"] > 0)]
     out: dict[str, Any] = {"cr_target_above_cts_s": float(cut), "n_clusters": int(len(sel))}
     for key, col in (("cr", "cr_{}_cts_s"), ("ne2_mean", "ne2_mean_{}_cm6"), ("t_ew", "t_ew_{}_k")):
         ratio = sel[col.format("ldl")].to_numpy(float) / sel[col.format("target")].to_numpy(float)
+        out[f"median_{key}_ldl_over_target"] = float(np.median(ratio)) if len(sel) else None
+    for key, col in (("cr_ne_only", "cr_ne_ldl_t_target_cts_s"), ("cr_t_only", "cr_ne_target_t_ldl_cts_s")):
+        ratio = sel[col].to_numpy(float) / sel["cr_target_cts_s"].to_numpy(float)
         out[f"median_{key}_ldl_over_target"] = float(np.median(ratio)) if len(sel) else None
     return out
 
