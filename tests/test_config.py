@@ -100,6 +100,13 @@ def test_splits_must_sum_to_one(config, schema):
         validate_config(config, schema)
 
 
+def test_two_observations_are_refused(config, schema):
+    config["xod"]["observation"] = {"catalogue_csv": "survey.csv"}
+    config["infer"] = {**config.get("infer", {}), "observation": {"kind": "file", "file": "x.h5"}}
+    with pytest.raises(ConfigError, match=r"infer\.observation\.kind.*xod\.observation\.catalogue_csv"):
+        validate_config(config, schema)
+
+
 def test_loguniform_needs_positive_low(config, schema):
     bad = copy.deepcopy(config)
     bad["priors"]["cosmology"][0].update(distribution="loguniform", low=0.0)
