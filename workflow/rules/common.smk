@@ -139,6 +139,14 @@ def emission_table_z_max():
     return z_max
 
 
+def compressor_threads(wildcards):
+    """Threads of a compressor's training: 1 when every input of the summary is an MLP (dense
+    layers this small run no faster on two threads, and many times slower when another job
+    shares the cores: benchmarks/RESULTS.md), else 2 (convolutional extractors)."""
+    kinds = wildcards.summary.split("+")
+    return 1 if all(config["compress"]["inputs"][k]["extractor"] == "mlp" for k in kinds) else 2
+
+
 def analytic_model():
     """What the expected XOD depends on besides the parameters: XOD bins, CR cut, quadrature, L-T band."""
     return canonical({

@@ -17,7 +17,7 @@ rule train_compressor:
         "logs/models/compressor/{summary}.log",
     benchmark:
         "results/benchmarks/models/compressor/{summary}.tsv"
-    threads: 2
+    threads: compressor_threads
     resources:
         mem_mb=8000,
         runtime=240,
