@@ -238,7 +238,7 @@ def _field_defaults(cls) -> dict:
 #: (dataclass, schema section, schema keys the stage reads itself, fields the stage derives)
 SETTINGS = [
     (CompressorConfig, "compress", {"tune"}, {"architecture"}),
-    (NPEConfig, "infer", {"observation"}, set()),
+    (NPEConfig, "infer", {"observation", "diagnostics"}, set()),
     (DetectionConfig, "detection", set(), set()),
 ]
 

@@ -10,10 +10,22 @@ import pytest
 import torch
 
 from clustersbi.calibration import evaluate_test_set, run_calibration
-from clustersbi.npe import NPEConfig, build_prior, load_npe, npe_config_from_dict, sample_posteriors, save_npe, train_npe
+from clustersbi.npe import (
+    NPEConfig,
+    NPEEnsemble,
+    build_prior,
+    ensemble_weights,
+    load_npe,
+    member_configs,
+    npe_config_from_dict,
+    sample_posteriors,
+    save_npe,
+    train_npe,
+    train_npe_ensemble,
+)
 from clustersbi.plots import infer as P
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # networks this small train faster on one thread (and CI shares two cores)
 
 # Linear-Gaussian toy: theta ~ U([-3, 3]^2), x = A theta + N(0, diag(sig^2)). Test points lie in
 # [-1, 1]^2, > 5 posterior sigmas from the box edges, so the posterior is the untruncated
@@ -95,7 +107,8 @@ def test_save_load_roundtrip(toy_npe, tmp_path):
     th = torch.tensor([[0.1, -0.2], [1.0, 0.5]], dtype=torch.float32)
     x = torch.tensor([[0.3, 0.1], [1.2, 0.9]], dtype=torch.float32)
     a = toy_npe.estimator.log_prob(th[None], x)
-    b = back.estimator.log_prob(th[None], x)
+    b = back.members[0].estimator.log_prob(th[None], x)
+    assert back.posterior is back.members[0].posterior and back.weights.tolist() == [1.0]
     assert torch.equal(a, b), f"log_prob differs after reload: {a} vs {b}"
 
 
@@ -117,3 +130,96 @@ def test_prior_box_is_checked():
         build_prior([0.0, 1.0], [1.0, 1.0])
     with pytest.raises(ValueError, match="1D of equal length"):
         build_prior([0.0], [1.0, 2.0])
+
+
+# --------------------------------------------------------------------------- ensembles
+
+#: the toy MDN above and a small flow: mean / std checked against the analytic posterior with the
+#: single estimator's tolerances
+FLOW_MEMBER = {"density_estimator": "maf", "num_transforms": 2, "hidden_features": 32, "seed": 2}
+
+
+@pytest.fixture(scope="module")
+def toy_ensemble(toy_npe):
+    """The toy MDN and a flow trained by train_npe_ensemble on the same rows, weighted as one ensemble."""
+    rng = np.random.default_rng(0)
+    th_tr, x_tr = _simulate(rng, 2000)
+    th_va, x_va = _simulate(rng, 400)
+    cfg = NPEConfig(learning_rate=3e-3, batch_size=500, max_epochs=100, stop_after_epochs=10, ensemble=[FLOW_MEMBER])
+    flow = train_npe_ensemble(th_tr, x_tr, th_va, x_va, LOW, HIGH, cfg, device="cpu")
+    assert len(flow.members) == 1 and flow.posterior is flow.members[0].posterior
+    members = [toy_npe, flow.members[0]]
+    return NPEEnsemble(members, ensemble_weights([m.val_log_prob for m in members]), cfg)
+
+
+def test_member_configs_override_only_what_they_set():
+    base = NPEConfig(num_components=3, seed=7, ensemble=[{"seed": 1}, {"density_estimator": "nsf", "seed": None}])
+    first, second = member_configs(base)
+    assert (first.density_estimator, first.num_components, first.seed, first.ensemble) == ("mdn", 3, 1, [])
+    assert (second.density_estimator, second.seed) == ("nsf", 7)
+    assert member_configs(NPEConfig()) == [NPEConfig()]
+    with pytest.raises(ValueError, match=r"ensemble\[0\]: unknown keys \['lr'\]"):
+        NPEConfig(ensemble=[{"lr": 1e-3}])
+    with pytest.raises(ValueError, match="density_estimator"):
+        member_configs(NPEConfig(ensemble=[{"density_estimator": "gmm"}]))
+
+
+def test_ensemble_weights_are_the_softmax_of_validation_log_probs():
+    w = ensemble_weights([-1.0, -2.0, -1.5])
+    expected = np.exp([-1.0, -2.0, -1.5]) / np.exp([-1.0, -2.0, -1.5]).sum()
+    np.testing.assert_allclose(w, expected, rtol=1e-12)
+    np.testing.assert_allclose(ensemble_weights([-1e4, -1e4 - 1.0]), [1 / (1 + np.exp(-1)), 1 - 1 / (1 + np.exp(-1))])
+    np.testing.assert_allclose(ensemble_weights([-1.0, -5.0], "uniform"), [0.5, 0.5])
+    with pytest.raises(ValueError, match="finite"):
+        ensemble_weights([np.nan, 1.0])
+
+
+@pytest.mark.slow
+def test_ensemble_weights_come_from_each_members_best_validation_loss(toy_ensemble):
+    best = [min(h["val_loss"] for h in m.history) for m in toy_ensemble.members]
+    np.testing.assert_allclose([m.val_log_prob for m in toy_ensemble.members], -np.array(best), rtol=1e-12)
+    w = toy_ensemble.weights
+    np.testing.assert_allclose(w[0] / w[1], np.exp(best[1] - best[0]), rtol=1e-9)  # w_i ~ exp(val log-prob_i)
+    assert abs(w.sum() - 1.0) < 1e-12
+    assert [m.config.density_estimator for m in toy_ensemble.members] == ["mdn", "maf"]
+    assert toy_ensemble.members[1].config.num_transforms == 2 and toy_ensemble.members[1].config.ensemble == []
+
+
+@pytest.mark.slow
+def test_ensemble_is_the_weighted_mixture_and_matches_the_analytic_posterior(toy_ensemble):
+    rng = np.random.default_rng(1)
+    th0 = rng.uniform(-1, 1, size=(10, 2))
+    x0 = th0 @ A.T + rng.normal(size=(10, 2)) * SIG
+    # log q = log sum_i w_i q_i, each member normalised on the prior box
+    th = torch.tensor(th0[:4] + 0.1, dtype=torch.float32)
+    x = torch.tensor(x0[0], dtype=torch.float32)
+    mixed = toy_ensemble.posterior.log_prob(th, x=x).detach()
+    members = torch.stack([m.posterior.log_prob(th, x=x).detach() for m in toy_ensemble.members])
+    by_hand = torch.logsumexp(members + torch.log(torch.tensor(toy_ensemble.weights, dtype=torch.float32))[:, None], dim=0)
+    torch.testing.assert_close(mixed, by_hand, rtol=1e-4, atol=5e-3)  # each normalisation is a Monte Carlo estimate
+    mu, cov = _analytic(x0)
+    s = sample_posteriors(toy_ensemble.posterior, x0, 4000, seed=2)
+    sd = np.sqrt(np.diag(cov))
+    dmean = np.abs(s.mean(1) - mu) / sd
+    ratio = s.std(1) / sd
+    print(f"\nensemble vs analytic: weights {np.round(toy_ensemble.weights, 3)}, max |dmean|/sigma={dmean.max():.3f}, "
+          f"std ratio in [{ratio.min():.3f}, {ratio.max():.3f}]")
+    assert dmean.max() < MEAN_TOL_SIGMA, f"ensemble posterior mean off by {dmean.max():.3f} sigma"
+    assert STD_RATIO_RANGE[0] < ratio.min() and ratio.max() < STD_RATIO_RANGE[1], f"std ratios {ratio.min():.3f}..{ratio.max():.3f}"
+
+
+@pytest.mark.slow
+def test_ensemble_save_load_roundtrip(toy_ensemble, tmp_path):
+    save_npe(tmp_path / "npe.pt", toy_ensemble)
+    payload = torch.load(tmp_path / "npe.pt", weights_only=True)  # plain tensors and strings: no pickled modules
+    assert len(payload["members"]) == 2
+    back = load_npe(tmp_path / "npe.pt", device="cpu")
+    np.testing.assert_array_equal(back.weights, toy_ensemble.weights)
+    assert back.member_names() == toy_ensemble.member_names() == ["mdn(seed 0)", "maf(seed 2)"]
+    th = torch.tensor([[0.1, -0.2], [1.0, 0.5]], dtype=torch.float32)
+    x = torch.tensor([[0.3, 0.1], [1.2, 0.9]], dtype=torch.float32)
+    for a, b in zip(toy_ensemble.members, back.members):
+        assert torch.equal(a.estimator.log_prob(th[None], x), b.estimator.log_prob(th[None], x)), a.config
+    s1 = sample_posteriors(toy_ensemble.posterior, x.numpy(), 500, seed=3)
+    s2 = sample_posteriors(back.posterior, x.numpy(), 500, seed=3)
+    np.testing.assert_array_equal(s1, s2)

@@ -21,7 +21,9 @@ PRIORS = {
 }
 COMPRESS = {"head_hidden": [16], "max_epochs": 40, "patience": 10, "batch_size": 16, "lr": 3e-3, "seed": 0}
 INFER = {"density_estimator": "mdn", "num_components": 2, "hidden_features": 16, "max_epochs": 60,
-         "batch_size": 32, "n_posterior_samples": 100, "n_calibration_samples": 50, "seed": 0}
+         "batch_size": 32, "n_posterior_samples": 100, "n_calibration_samples": 50, "seed": 0,
+         "diagnostics": {"expected_coverage": {"n_samples": 50, "leakage_samples": 200},
+                         "lc2st": {"n_null": 3, "n_eval": 100, "n_holdout": 2}}}
 #: the compressed Omega_m must follow the truth (counts scale with it)
 COMPRESSED_CORR_MIN = 0.8
 OMEGA_M_R2_MIN = 0.5
@@ -86,7 +88,7 @@ def test_single_summary_runs_through_compression_and_npe(tmp_path, sections):
     np.testing.assert_allclose(compressed.theta[:, 1], np.log(ts.theta[:, 1]))
     corr = np.corrcoef(compressed.x[:, 0], compressed.theta[:, 0])[0, 1]
     assert corr > COMPRESSED_CORR_MIN, f"compressed Omega_m vs truth: correlation {corr:.3f}"
-    npe_infer = {k: v for k, v in infer.items() if k != "observation"}  # as rule train_npe passes it
+    npe_infer = {k: v for k, v in infer.items() if k not in ("observation", "diagnostics")}  # as rule train_npe passes it
     train_npe_stage(tmp_path / "compressed.h5", PRIORS, npe_infer, tmp_path / "npe.pt", tmp_path / "npe_history.csv")
     outputs = {role: tmp_path / "inference" / name for role, name in
                (("samples", "samples.h5"), ("calibration", "calibration.json"), ("metrics", "metrics.json"),
@@ -100,8 +102,15 @@ def test_single_summary_runs_through_compression_and_npe(tmp_path, sections):
     with h5py.File(outputs["samples"], "r") as f:
         assert f["test_samples"].shape == (50, infer["n_posterior_samples"], 2)
         np.testing.assert_allclose(f["observation_theta"][()], compressed.theta[510])
-    ranks = np.array(json.loads(outputs["calibration"].read_text())["sbc_ranks"])
-    assert ranks.shape == (50, 2)
+    calibration = json.loads(outputs["calibration"].read_text())
+    assert np.array(calibration["sbc_ranks"]).shape == (50, 2)
+    coverage = calibration["expected_coverage"]
+    assert coverage["n_test"] == 50 and len(coverage["coverage"]) == len(coverage["levels"])
+    assert coverage["coverage"][0] <= 0.1 and coverage["coverage"][-1] == 1.0, coverage["coverage"]
+    lc2st = calibration["lc2st"]
+    assert lc2st["observations"] == ["observation", "holdout row 511", "holdout row 512"], lc2st["observations"]
+    assert len(lc2st["p_value"]) == 3 and np.array(lc2st["null_statistics"]).shape == (3, 3)
+    assert calibration["ensemble"]["weights"] == [1.0]
     assert outputs["table"].read_text().splitlines()[0].startswith("parameter,")
 
 

@@ -6,14 +6,17 @@ error, normalised mean bias, R^2; posterior 68% widths are (q84 - q16) / 2 of th
 Figure of merit of (Omega_m, sigma_8): the cerardi paper's Table 3 writes
 ``FoM = Cov(Omega_m, sigma_8)^-1``; we use the usual scalar reading, ``1 / sqrt(det Cov)``,
 of the 2x2 posterior covariance (the paper's normalisation cannot be recovered from its table).
-SBC ranks (Talts et al. 2018) and TARP coverage (Lemos et al. 2023) run through sbi.
+SBC ranks (Talts et al. 2018) and TARP coverage (Lemos et al. 2023) run through sbi, as do the
+expected coverage of highest-posterior-density regions (Hermans et al. 2022: sbi's ``run_sbc``
+with the posterior's log-probability as the reduction) and the local classifier two-sample test
+(L-C2ST, Linhart et al. 2023: sbi's ``LC2ST``, at chosen observations).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +29,9 @@ __all__ = [
     "figure_of_merit",
     "sbc_ranks",
     "run_calibration",
+    "expected_coverage",
+    "local_c2st",
+    "run_diagnostics",
     "evaluate_test_set",
     "summarize_observation",
 ]
@@ -149,6 +155,180 @@ def run_calibration(
         "tarp_atc": float(atc),
         "tarp_ks_pval": float(ks),
     }
+
+
+def _log_prob_fn(posterior, leakage_samples: int):
+    """theta, x -> log q(theta | x) of an sbi posterior (or an ensemble of them), normalised on the prior box.
+
+    The box's normalisation (sbi's leakage correction) is estimated from ``leakage_samples``
+    samples per observation; it matters for a mixture, whose members leak differently.
+    """
+    kwargs = {"leakage_correction_params": {"num_rejection_samples": int(leakage_samples)}}
+
+    def fn(theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return posterior.log_prob(theta, x=x, **kwargs)
+
+    return fn
+
+
+def expected_coverage(
+    posterior,
+    theta_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    n_samples: int = 200,
+    n_levels: int = 21,
+    leakage_samples: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Expected coverage of the highest-posterior-density (HPD) regions (Hermans et al. 2022).
+
+    For each test simulation, the rank of log q(theta_true | y) among log q(theta_s | y) of
+    ``n_samples`` posterior samples (sbi's ``run_sbc`` with the log-probability as reduction)
+    gives the smallest credibility level whose HPD region holds the truth, h = 1 - rank / S;
+    ``coverage[k]`` is the fraction of test simulations with h <= ``levels[k]``. Calibrated:
+    coverage = level; below the diagonal: over-confident, above: conservative.
+
+    Args:
+        posterior: an ``sbi`` posterior (or ensemble) with ``log_prob``; theta_test
+            (B, n_params), y_test (B, d_y).
+        n_samples: posterior samples per test simulation.
+        n_levels: credibility levels on [0, 1].
+        leakage_samples: samples per observation for the prior-box normalisation.
+
+    Returns:
+        dict with ``levels``, ``coverage`` (lists), ``hpd_levels`` (B,), ``atc`` (mean of
+        coverage - level: > 0 conservative, < 0 over-confident), ``max_deviation``, ``ks_pval``
+        (h uniform), ``n_samples``, ``n_test``.
+    """
+    from scipy.stats import kstest
+    from sbi.diagnostics import run_sbc
+
+    dev = torch.device(posterior._device) if hasattr(posterior, "_device") else torch.device("cpu")
+    th, y = _as_tensor(theta_test, dev), _as_tensor(y_test, dev)
+    fork = [dev] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork):
+        torch.manual_seed(int(seed))
+        ranks, _ = run_sbc(th, y, posterior, num_posterior_samples=int(n_samples),
+                           reduce_fns=_log_prob_fn(posterior, leakage_samples), show_progress_bar=False)
+    h = 1.0 - ranks[:, 0].cpu().numpy().astype(float) / float(n_samples)
+    levels = np.linspace(0.0, 1.0, int(n_levels))
+    coverage = np.array([np.mean(h <= a) for a in levels])
+    return {
+        "n_samples": int(n_samples),
+        "n_test": int(th.shape[0]),
+        "levels": levels.tolist(),
+        "coverage": coverage.tolist(),
+        "hpd_levels": h.tolist(),
+        "atc": float(np.mean(coverage - levels)),
+        "max_deviation": float(np.max(np.abs(coverage - levels))),
+        "ks_pval": float(kstest(h, "uniform").pvalue),
+    }
+
+
+def local_c2st(
+    posterior,
+    theta_cal: np.ndarray,
+    y_cal: np.ndarray,
+    y_obs: np.ndarray,
+    *,
+    n_null: int = 20,
+    n_eval: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Local classifier two-sample test (L-C2ST, Linhart et al. 2023) with sbi's ``LC2ST``.
+
+    A classifier (sbi's default, an MLP) learns to tell (theta_i, y_i) of the calibration set
+    from (theta_i', y_i), theta_i' one posterior sample given y_i; at an observation y_o its
+    statistic is the mean squared distance from 1/2 of its class probabilities over
+    ``n_eval`` posterior samples given y_o (0 when q = p there). The p-value compares it with
+    ``n_null`` classifiers trained on permuted labels. Cost: (1 + n_null) classifier fits on
+    len(theta_cal) points.
+
+    Args:
+        posterior: an ``sbi`` posterior; theta_cal (N, n_params), y_cal (N, d_y): simulations
+            from the prior predictive; y_obs (K, d_y) the observations to test at.
+        alpha: level of the per-observation test.
+
+    Returns:
+        dict with per observation ``statistic``, ``p_value``, ``rejected`` and
+        ``null_statistics`` (K, n_null), plus ``n_cal``, ``n_null``, ``n_eval``, ``alpha``,
+        ``fraction_rejected``.
+    """
+    from sbi.diagnostics import LC2ST
+
+    dev = torch.device(posterior._device) if hasattr(posterior, "_device") else torch.device("cpu")
+    th, y = _as_tensor(theta_cal, "cpu"), _as_tensor(y_cal, "cpu")
+    y_o = np.atleast_2d(np.asarray(y_obs, dtype=np.float32))
+    fork = [dev] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork):
+        torch.manual_seed(int(seed))
+        post = posterior.sample_batched((1,), x=y.to(dev), show_progress_bars=False)[0].cpu()
+        test = LC2ST(prior_samples=th, xs=y, posterior_samples=post, seed=int(seed) % (2**31), num_trials_null=int(n_null))
+        test.train_on_observed_data(verbosity=0).train_under_null_hypothesis(verbosity=0)
+        stats, pvals, nulls = [], [], []
+        for yo in y_o:
+            yo_t = torch.as_tensor(yo)
+            so = posterior.sample((int(n_eval),), x=yo_t.to(dev), show_progress_bars=False).cpu()
+            stats.append(test.get_statistic_on_observed_data(theta_o=so, x_o=yo_t))
+            nulls.append(np.asarray(test.get_statistics_under_null_hypothesis(theta_o=so, x_o=yo_t).scores, dtype=float))
+            pvals.append(float(np.mean(stats[-1] < nulls[-1])))
+    rejected = [bool(p < alpha) for p in pvals]
+    return {
+        "n_cal": int(th.shape[0]),
+        "n_null": int(n_null),
+        "n_eval": int(n_eval),
+        "alpha": float(alpha),
+        "statistic": [float(v) for v in stats],
+        "p_value": pvals,
+        "rejected": rejected,
+        "null_statistics": [n.tolist() for n in nulls],
+        "fraction_rejected": float(np.mean(rejected)) if rejected else float("nan"),
+    }
+
+
+#: fewest calibration simulations L-C2ST runs on (its classifiers hold out a tenth for early stopping)
+LC2ST_MIN_CALIBRATION = 20
+
+
+def run_diagnostics(
+    posterior,
+    theta_test: np.ndarray,
+    y_test: np.ndarray,
+    y_obs: np.ndarray,
+    settings: Mapping[str, Any],
+    *,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Expected coverage on the test split and L-C2ST (trained on the test split) at ``y_obs``.
+
+    Args:
+        settings: the infer section's ``diagnostics`` (``expected_coverage``: ``enabled``,
+            ``n_samples``, ``n_test``, ``leakage_samples``; ``lc2st``: ``enabled``, ``n_cal``,
+            ``n_null``, ``n_eval``, ``alpha``): ``n_test`` and ``n_cal`` take the first rows of the
+            test split (null: all of them).
+
+    Returns:
+        {"expected_coverage": dict | None, "lc2st": dict | None} (None where disabled, or for
+        L-C2ST with fewer than :data:`LC2ST_MIN_CALIBRATION` test simulations: then
+        ``lc2st_skipped`` says why).
+    """
+    out: dict[str, Any] = {"expected_coverage": None, "lc2st": None}
+    ec, lc = settings["expected_coverage"], settings["lc2st"]
+    if ec["enabled"]:
+        n = len(theta_test) if ec["n_test"] is None else min(int(ec["n_test"]), len(theta_test))
+        out["expected_coverage"] = expected_coverage(posterior, theta_test[:n], y_test[:n], n_samples=int(ec["n_samples"]),
+                                                     leakage_samples=int(ec["leakage_samples"]), seed=seed)
+    if lc["enabled"]:
+        n = len(theta_test) if lc["n_cal"] is None else min(int(lc["n_cal"]), len(theta_test))
+        if n < LC2ST_MIN_CALIBRATION:
+            out["lc2st_skipped"] = f"{n} test simulations, fewer than the {LC2ST_MIN_CALIBRATION} the classifiers need"
+            log.warning("L-C2ST skipped: %s", out["lc2st_skipped"])
+            return out
+        out["lc2st"] = local_c2st(posterior, theta_test[:n], y_test[:n], y_obs, n_null=int(lc["n_null"]),
+                                  n_eval=int(lc["n_eval"]), alpha=float(lc["alpha"]), seed=seed + 1)
+    return out
 
 
 def evaluate_test_set(

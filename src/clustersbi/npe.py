@@ -6,10 +6,11 @@ Contract of the infer stage:
   split labels, the prior box (low, high) in the design's coordinates (log-uniform priors are
   sampled in log space upstream, so the box is uniform in the coordinates theta is given in),
   and an observation y_0 (d_y,) with, when known, its true theta_0;
-- outputs: the trained density estimator (``npe.pt``: ``state_dict`` + config + prior box, no
-  pickled modules), posterior samples for every test simulation and for the observation,
-  calibration (SBC ranks and KS p-values, TARP expected coverage and its ATC) and metrics per
-  parameter, as dicts ready for JSON/CSV.
+- outputs: the trained density estimator, or an ensemble of them (``npe.pt``: per member a
+  ``state_dict`` + config, with the prior box and the members' weights; no pickled modules),
+  posterior samples for every test simulation and for the observation, calibration (SBC ranks
+  and KS p-values, TARP, expected coverage, local C2ST) and metrics per parameter, as dicts
+  ready for JSON/CSV.
 
 Method (cerardi sect. 3.2): NPE (Papamakarios & Murray 2016; Greenberg et al. 2019) with a
 mixture density network of 10 Gaussian components from ``sbi``, or a normalising flow (MAF,
@@ -17,6 +18,13 @@ NSF). The estimator is built by ``sbi``'s ``posterior_nn`` and trained here by m
 likelihood on the train split with early stopping on the *given* validation split (``sbi``'s
 own trainer draws a random validation fraction instead), Adam, gradient clipping; batches and
 initialisation come from explicit seeds.
+
+Ensembles (as ltu-ili's runner): several estimators (e.g. MDN and NSF, several seeds), each
+trained as above on the same rows; member i gets the weight w_i = exp(L_i) / sum_j exp(L_j), L_i
+its best mean validation log-probability (``"validation_log_prob"``), or 1/n (``"uniform"``).
+The posterior is the mixture sum_i w_i q_i(theta | y) (sbi's ``EnsemblePosterior``: samples
+drawn from member i with probability w_i, log-probability the log of the weighted sum of the
+members' prior-truncated, normalised densities).
 
 Calibration checks and metrics are :mod:`clustersbi.calibration`.
 """
@@ -28,7 +36,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal, Mapping, Sequence, get_args
 
 import numpy as np
@@ -39,7 +47,13 @@ from clustersbi.io import atomic_path
 __all__ = [
     "NPEConfig",
     "NPEResult",
+    "NPEEnsemble",
+    "ENSEMBLE_MEMBER_KEYS",
     "npe_config_from_dict",
+    "member_configs",
+    "ensemble_weights",
+    "ensemble_posterior",
+    "train_npe_ensemble",
     "build_prior",
     "train_npe",
     "save_npe",
@@ -51,6 +65,10 @@ log = logging.getLogger(__name__)
 
 DensityEstimatorName = Literal["mdn", "maf", "nsf"]
 DENSITY_ESTIMATORS = get_args(DensityEstimatorName)
+EnsembleWeighting = Literal["validation_log_prob", "uniform"]
+ENSEMBLE_WEIGHTINGS = get_args(EnsembleWeighting)
+#: the settings an ensemble member may override (null or absent: the infer section's own)
+ENSEMBLE_MEMBER_KEYS = ("density_estimator", "num_components", "hidden_features", "num_transforms", "seed")
 
 
 @dataclass
@@ -73,6 +91,11 @@ class NPEConfig:
         n_posterior_samples: samples per posterior (test simulations and observation).
         n_calibration_samples: posterior samples per test simulation for SBC and TARP.
         seed: seed of initialisation, batching and sampling.
+        ensemble: members of an ensemble, each a mapping of :data:`ENSEMBLE_MEMBER_KEYS` that
+            override this config's values (e.g. ``[{"seed": 0}, {"seed": 1},
+            {"density_estimator": "nsf"}]``); empty: one estimator, this config.
+        ensemble_weighting: "validation_log_prob" (softmax of the members' best mean
+            validation log-probabilities, as ltu-ili) or "uniform".
     """
 
     density_estimator: DensityEstimatorName = "mdn"
@@ -87,10 +110,19 @@ class NPEConfig:
     n_posterior_samples: int = 1000
     n_calibration_samples: int = 500
     seed: int = 0
+    ensemble: list[dict[str, Any]] = field(default_factory=list)
+    ensemble_weighting: EnsembleWeighting = "validation_log_prob"
 
     def __post_init__(self) -> None:
         if self.density_estimator not in DENSITY_ESTIMATORS:
             raise ValueError(f"density_estimator must be one of {DENSITY_ESTIMATORS}, got {self.density_estimator!r}")
+        if self.ensemble_weighting not in ENSEMBLE_WEIGHTINGS:
+            raise ValueError(f"ensemble_weighting must be one of {ENSEMBLE_WEIGHTINGS}, got {self.ensemble_weighting!r}")
+        self.ensemble = [dict(m) for m in self.ensemble]
+        for i, member in enumerate(self.ensemble):
+            unknown = sorted(set(member) - set(ENSEMBLE_MEMBER_KEYS))
+            if unknown:
+                raise ValueError(f"ensemble[{i}]: unknown keys {unknown}; allowed {list(ENSEMBLE_MEMBER_KEYS)}")
         for name in ("num_components", "hidden_features", "batch_size", "max_epochs", "stop_after_epochs",
                      "n_posterior_samples", "n_calibration_samples"):
             if int(getattr(self, name)) < 1:
@@ -103,6 +135,37 @@ def npe_config_from_dict(d: Mapping[str, Any]) -> NPEConfig:
     if unknown:
         raise ValueError(f"unknown infer config keys: {unknown}")
     return NPEConfig(**dict(d))
+
+
+def member_configs(config: NPEConfig) -> list[NPEConfig]:
+    """The configs of the ensemble members (one: ``config`` itself when no ensemble is set).
+
+    A member's config is ``config`` with the member's non-null keys replaced and no ensemble;
+    every member is validated as a config of its own.
+    """
+    if not config.ensemble:
+        return [config]
+    return [replace(config, ensemble=[], **{k: v for k, v in m.items() if v is not None}) for m in config.ensemble]
+
+
+def ensemble_weights(val_log_probs: Sequence[float], weighting: EnsembleWeighting = "validation_log_prob") -> np.ndarray:
+    """Normalised weights of ensemble members.
+
+    Args:
+        val_log_probs: (n_members,) each member's best mean validation log-probability
+            (nats per validation simulation).
+        weighting: "validation_log_prob": w_i = exp(L_i - max L) / sum_j exp(L_j - max L), the
+            weighting of ltu-ili; "uniform": 1 / n.
+    """
+    lp = np.asarray(val_log_probs, dtype=np.float64)
+    if lp.ndim != 1 or lp.size < 1 or not np.all(np.isfinite(lp)):
+        raise ValueError(f"val_log_probs must be a non-empty 1D array of finite numbers, got {lp}")
+    if weighting == "uniform":
+        return np.full(lp.size, 1.0 / lp.size)
+    if weighting != "validation_log_prob":
+        raise ValueError(f"weighting must be one of {ENSEMBLE_WEIGHTINGS}, got {weighting!r}")
+    w = np.exp(lp - lp.max())
+    return w / w.sum()
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -151,6 +214,64 @@ class NPEResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = -1
     seconds: float = 0.0
+
+    @property
+    def val_log_prob(self) -> float:
+        """Mean log-probability of the validation rows at the best epoch (minus its loss)."""
+        if not self.history or not 0 <= self.best_epoch < len(self.history):
+            raise ValueError("no training history: the validation log-probability is unknown")
+        return -float(self.history[self.best_epoch]["val_loss"])
+
+
+@dataclass
+class NPEEnsemble:
+    """Trained NPE members and their mixture.
+
+    Attributes:
+        members: the trained members (one when no ensemble is configured).
+        weights: (n_members,) normalised mixture weights.
+        config: the infer settings the members came from.
+        posterior: the mixture, an ``sbi`` ``EnsemblePosterior``; the member's own
+            ``DirectPosterior`` when there is one member.
+    """
+
+    members: list[NPEResult]
+    weights: np.ndarray
+    config: NPEConfig
+    posterior: Any = None
+
+    def __post_init__(self) -> None:
+        self.weights = np.asarray(self.weights, dtype=np.float64)
+        if self.weights.shape != (len(self.members),) or abs(self.weights.sum() - 1.0) > 1e-9 or np.any(self.weights < 0):
+            raise ValueError(f"weights {self.weights} must be {len(self.members)} non-negative numbers summing to 1")
+        if self.posterior is None:
+            self.posterior = ensemble_posterior([m.posterior for m in self.members], self.weights)
+
+    @property
+    def low(self) -> list[float]:
+        return self.members[0].low
+
+    @property
+    def high(self) -> list[float]:
+        return self.members[0].high
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        """Every member's history, rows tagged with ``member`` (the member's position)."""
+        return [{"member": i, **h} for i, m in enumerate(self.members) for h in m.history]
+
+    def member_names(self) -> list[str]:
+        """Short names of the members, e.g. ``mdn(seed 0)``."""
+        return [f"{m.config.density_estimator}(seed {m.config.seed})" for m in self.members]
+
+
+def ensemble_posterior(posteriors: Sequence[Any], weights: Sequence[float]):
+    """The weighted mixture of posteriors (sbi ``EnsemblePosterior``); a lone posterior unchanged."""
+    if len(posteriors) == 1:
+        return posteriors[0]
+    from sbi.inference import EnsemblePosterior
+
+    return EnsemblePosterior(list(posteriors), weights=[float(w) for w in weights])
 
 
 def _make_posterior(estimator, low, high, device):
@@ -243,29 +364,62 @@ def train_npe(
                      time.perf_counter() - t0)
 
 
-def save_npe(path: str | os.PathLike, result: NPEResult) -> None:
-    """Write the estimator's state_dict with the config, prior box and data dimensions."""
+def train_npe_ensemble(
+    theta_train: np.ndarray,
+    y_train: np.ndarray,
+    theta_val: np.ndarray,
+    y_val: np.ndarray,
+    low: Sequence[float],
+    high: Sequence[float],
+    config: NPEConfig | None = None,
+    *,
+    device: str | torch.device | None = "auto",
+) -> NPEEnsemble:
+    """Train every member of ``config.ensemble`` (or the one estimator of ``config``) with
+    :func:`train_npe` on the same rows, and weight them (:func:`ensemble_weights`)."""
+    config = NPEConfig() if config is None else config
+    members = []
+    for i, member in enumerate(member_configs(config)):
+        members.append(train_npe(theta_train, y_train, theta_val, y_val, low, high, member, device=device))
+        log.info("NPE member %d (%s, seed %d): val log-prob %.4f at epoch %d, %.1f s", i, member.density_estimator,
+                 member.seed, members[-1].val_log_prob, members[-1].best_epoch, members[-1].seconds)
+    weights = ensemble_weights([m.val_log_prob for m in members], config.ensemble_weighting)
+    return NPEEnsemble(members, weights, config)
+
+
+def _member_payload(result: NPEResult) -> dict[str, Any]:
     est = result.estimator
-    payload = {
+    return {
         "state_dict": {k: v.detach().cpu() for k, v in est.state_dict().items()},
         "config": json.dumps(asdict(result.config)),
-        "low": json.dumps(list(result.low)),
-        "high": json.dumps(list(result.high)),
         "theta_dim": int(est.input_shape[0]),
         "y_dim": int(est.condition_shape[0]),
         "best_epoch": int(result.best_epoch),
         "history": json.dumps(result.history),
     }
+
+
+def save_npe(path: str | os.PathLike, result: NPEResult | NPEEnsemble) -> None:
+    """Write the members' state_dicts with their configs, the weights and the prior box.
+
+    Plain tensors, strings and numbers only (``torch.load(weights_only=True)`` reads it); a
+    single :class:`NPEResult` is saved as an ensemble of one.
+    """
+    ens = result if isinstance(result, NPEEnsemble) else NPEEnsemble([result], [1.0], result.config, result.posterior)
+    payload = {
+        "format": "clustersbi-npe-ensemble-1",
+        "config": json.dumps(asdict(ens.config)),
+        "low": json.dumps(list(ens.low)),
+        "high": json.dumps(list(ens.high)),
+        "weights": json.dumps(ens.weights.tolist()),
+        "members": [_member_payload(m) for m in ens.members],
+    }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
 
-def load_npe(path: str | os.PathLike, device: str | torch.device | None = "auto") -> NPEResult:
-    """Rebuild a trained NPE saved by :func:`save_npe` (architecture from its config)."""
-    dev = _device(device)
-    payload = torch.load(path, map_location=dev, weights_only=True)
+def _load_member(payload: Mapping[str, Any], low, high, dev) -> NPEResult:
     config = npe_config_from_dict(json.loads(payload["config"]))
-    low, high = json.loads(payload["low"]), json.loads(payload["high"])
     # Dummy batches fix the shapes; the z-scoring buffers are then overwritten by the state_dict.
     g = torch.Generator().manual_seed(0)
     th = torch.rand(64, payload["theta_dim"], generator=g).to(dev)
@@ -273,8 +427,24 @@ def load_npe(path: str | os.PathLike, device: str | torch.device | None = "auto"
     estimator = _builder(config)(th, y).to(dev)
     estimator.load_state_dict(payload["state_dict"])
     estimator.eval()
-    return NPEResult(_make_posterior(estimator, low, high, dev), estimator, config, low, high,
-                     json.loads(payload["history"]), payload["best_epoch"])
+    return NPEResult(_make_posterior(estimator, low, high, dev), estimator, config, list(low), list(high),
+                     json.loads(payload["history"]), int(payload["best_epoch"]))
+
+
+def load_npe(path: str | os.PathLike, device: str | torch.device | None = "auto") -> NPEEnsemble:
+    """Rebuild the NPE saved by :func:`save_npe` (each member's architecture from its config).
+
+    Returns:
+        An :class:`NPEEnsemble`; its ``posterior`` is the weighted mixture (the member's own
+        posterior when there is one), ``members[k].estimator`` the density estimators.
+    """
+    dev = _device(device)
+    payload = torch.load(path, map_location=dev, weights_only=True)
+    if payload.get("format") != "clustersbi-npe-ensemble-1":
+        raise ValueError(f"{path}: not an NPE written by save_npe (format {payload.get('format')!r})")
+    low, high = json.loads(payload["low"]), json.loads(payload["high"])
+    members = [_load_member(m, low, high, dev) for m in payload["members"]]
+    return NPEEnsemble(members, json.loads(payload["weights"]), npe_config_from_dict(json.loads(payload["config"])))
 
 
 # --------------------------------------------------------------------------- sampling

@@ -10,7 +10,7 @@ INFER_TARGETS = [
     *expand(
         "results/plots/inference/{summary}_{plot}.png",
         summary=config["inference"]["summaries"],
-        plot=("predicted_vs_true", "corner", "sbc_ranks", "tarp", "training"),
+        plot=("predicted_vs_true", "corner", "sbc_ranks", "tarp", "expected_coverage", "lc2st", "training"),
     ),
     *(["results/inference/xod_statistics.csv", "results/plots/inference/xod_statistics.png"] if len(XOD_INFERRED) > 1 else []),
 ]
@@ -24,12 +24,13 @@ rule train_npe:
         history="results/models/npe/{summary}_history.csv",
     params:
         priors=canonical(config["priors"]),
-        infer=canonical({k: v for k, v in config["infer"].items() if k != "observation"}),
+        infer=canonical({k: v for k, v in config["infer"].items() if k not in ("observation", "diagnostics")}),
     log:
         "logs/models/npe/{summary}.log",
     benchmark:
         "results/benchmarks/models/npe/{summary}.tsv"
-    threads: 2
+    # a density estimator of a few parameters: one thread (two only contend, see compressor_threads)
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=120,
@@ -56,7 +57,7 @@ rule evaluate_npe:
         "logs/inference/{summary}.log",
     benchmark:
         "results/benchmarks/inference/{summary}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
@@ -77,6 +78,8 @@ rule plot_inference:
         corner=report("results/plots/inference/{summary}_corner.png", caption="../report/inference_corner.rst", category="Inference", subcategory="{summary}"),
         ranks=report("results/plots/inference/{summary}_sbc_ranks.png", caption="../report/inference_ranks.rst", category="Inference", subcategory="{summary}"),
         tarp=report("results/plots/inference/{summary}_tarp.png", caption="../report/inference_tarp.rst", category="Inference", subcategory="{summary}"),
+        coverage=report("results/plots/inference/{summary}_expected_coverage.png", caption="../report/inference_coverage.rst", category="Inference", subcategory="{summary}"),
+        lc2st=report("results/plots/inference/{summary}_lc2st.png", caption="../report/inference_lc2st.rst", category="Inference", subcategory="{summary}"),
         training=report("results/plots/inference/{summary}_training.png", caption="../report/inference_training.rst", category="Inference", subcategory="{summary}"),
     params:
         priors=canonical(config["priors"]),

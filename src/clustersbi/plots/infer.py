@@ -8,6 +8,10 @@
 - :func:`plot_sbc_ranks`: SBC rank histograms with the 99% band of a uniform histogram
   (cerardi Fig. A.1);
 - :func:`plot_tarp`: TARP expected coverage against credibility level;
+- :func:`plot_expected_coverage`: coverage of the highest-posterior-density regions against
+  credibility level;
+- :func:`plot_lc2st`: the local C2ST statistic at each tested observation against its null
+  distribution;
 - :func:`plot_training_curves`: train and validation losses per epoch;
 - :func:`plot_xod_statistics`: FoM and 68% widths per XOD statistic (cerardi Table 3).
 """
@@ -30,6 +34,8 @@ __all__ = [
     "plot_corner",
     "plot_sbc_ranks",
     "plot_tarp",
+    "plot_expected_coverage",
+    "plot_lc2st",
     "plot_training_curves",
     "plot_xod_statistics",
 ]
@@ -153,6 +159,57 @@ def plot_tarp(ecp: Sequence[float], alpha: Sequence[float], path: str | os.PathL
     return Path(path)
 
 
+def _disabled(path: str | os.PathLike, what: str) -> Path:
+    fig, ax = plt.subplots(figsize=(4, 2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"{what}: disabled in the config", ha="center", va="center")
+    save_figure(fig, path)
+    return Path(path)
+
+
+def plot_expected_coverage(coverage: Mapping | None, path: str | os.PathLike) -> Path:
+    """Expected coverage of HPD regions (:func:`clustersbi.calibration.expected_coverage`)
+    against credibility level, with the binomial 95% band of a calibrated posterior."""
+    if coverage is None:
+        return _disabled(path, "expected coverage")
+    levels, cov = np.asarray(coverage["levels"]), np.asarray(coverage["coverage"])
+    n = int(coverage["n_test"])
+    lo, hi = stats.binom.ppf([[0.025], [0.975]], n, levels[None, :]) / n
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.fill_between(levels, lo, hi, color="0.85", label="95% band, calibrated")
+    ax.plot([0, 1], [0, 1], "k--", lw=1)
+    ax.plot(levels, cov, color="C1", label="NPE")
+    ax.set_xlabel("credibility level of the HPD region")
+    ax.set_ylabel("expected coverage")
+    ax.set_title(f"{n} test simulations, ATC = {coverage['atc']:.3f}", fontsize=10)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left", fontsize=8)
+    save_figure(fig, path)
+    return Path(path)
+
+
+def plot_lc2st(lc2st: Mapping | None, path: str | os.PathLike) -> Path:
+    """L-C2ST (:func:`clustersbi.calibration.local_c2st`): per tested observation, the statistic
+    (marker) against the statistics of the permutation null (box), with its p-value."""
+    if lc2st is None:
+        return _disabled(path, "local C2ST")
+    stat, nulls, pvals = lc2st["statistic"], lc2st["null_statistics"], lc2st["p_value"]
+    labels = lc2st.get("observations", [str(k) for k in range(len(stat))])
+    fig, ax = plt.subplots(figsize=(1.4 * len(stat) + 2.5, 3.6))
+    pos = np.arange(len(stat))
+    ax.boxplot([np.asarray(nv) for nv in nulls], positions=pos, widths=0.5, showfliers=False)
+    for k, (t, p, rej) in enumerate(zip(stat, pvals, lc2st["rejected"])):
+        ax.plot(k, t, "o", color="C3" if rej else "C2", ms=7)
+        ax.annotate(f"p = {p:.2f}", (k, t), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
+    ax.set_xticks(pos, labels, rotation=20, fontsize=8)
+    ax.set_ylabel("L-C2ST statistic")
+    ax.set_title(f"L-C2ST: {lc2st['n_cal']} calibration simulations, {lc2st['n_null']} null fits "
+                 f"(red: rejected at {lc2st['alpha']:g})", fontsize=9)
+    save_figure(fig, path)
+    return Path(path)
+
+
 def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | os.PathLike, *, title: str = "") -> Path:
     """Train and validation loss per epoch from a history (list of {epoch, train_loss, val_loss})."""
     ep = [h["epoch"] for h in history]
@@ -219,7 +276,8 @@ def plot_inference_products(samples_file, calibration_file, compressor_history, 
         samples_file: ``samples.h5`` (test samples, truths, compressed summaries, observation(s)).
         calibration_file: ``calibration.json`` (SBC ranks, TARP curve).
         compressor_history, npe_history: training histories (CSV).
-        paths: output paths keyed ``predicted``, ``corner``, ``ranks``, ``tarp``, ``training``.
+        paths: output paths keyed ``predicted``, ``corner``, ``ranks``, ``tarp``, ``training``,
+            and optionally ``coverage`` and ``lc2st``.
         priors: config ``priors``: the corner plot's axis labels and ranges (the prior box in
             inference coordinates); without it, the parameter names and the samples' range.
     """
@@ -241,13 +299,19 @@ def plot_inference_products(samples_file, calibration_file, compressor_history, 
         plot_corner(obs, names, paths["corner"], truth=truths, labels=labels, ranges=ranges, names=described)
     plot_sbc_ranks(np.asarray(calibration["sbc_ranks"]), calibration["n_samples"], names, paths["ranks"])
     plot_tarp(calibration["tarp_ecp"], calibration["tarp_alpha"], paths["tarp"], atc=calibration["tarp_atc"])
-    comp = pd.read_csv(compressor_history).to_dict("records")
-    npe = pd.read_csv(npe_history).to_dict("records")
+    if "coverage" in paths:
+        plot_expected_coverage(calibration.get("expected_coverage"), paths["coverage"])
+    if "lc2st" in paths:
+        plot_lc2st(calibration.get("lc2st"), paths["lc2st"])
+    npe = pd.read_csv(npe_history)
+    # an ensemble's history has one block of epochs per member
+    several = "member" in npe and npe["member"].nunique() > 1
+    members = {f" (member {m})": g for m, g in npe.groupby("member")} if several else {"": npe}
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for ax, history, title in ((axes[0], comp, "compressor"), (axes[1], npe, "NPE")):
-        keys = [k for k in ("train_loss", "val_loss") if history and k in history[0]]
-        for key in keys:
-            ax.plot([h["epoch"] for h in history], [h[key] for h in history], label=key.replace("_loss", ""))
+    for ax, histories, title in ((axes[0], {"": pd.read_csv(compressor_history)}, "compressor"), (axes[1], members, "NPE")):
+        for suffix, history in histories.items():
+            for key in [k for k in ("train_loss", "val_loss") if k in history]:
+                ax.plot(history["epoch"], history[key], label=key.replace("_loss", "") + suffix)
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
         ax.set_title(title)

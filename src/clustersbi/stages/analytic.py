@@ -46,7 +46,8 @@ Contracts (rules of ``analytic.smk``; every output written atomically):
   S8 = sigma_8 (Omega_m / 0.3)^0.5: truth, mean and standard deviation of both posteriors,
   ``abs_offset`` = |mean_NPE - mean_exact| / sigma_exact, ``width_ratio`` = sigma_NPE / sigma_exact)
   and ``results/analytic/npe_vs_exact.json`` (per quantity the medians and the fractions within
-  the targets |offset| <= 0.2, 0.85 <= width ratio <= 1.15).
+  the targets |offset| <= 0.2, 0.85 <= width ratio <= 1.15; for an ensemble, ``members``: the
+  same per member, with its weight and validation log-probability).
 
 - ``simulated_vs_analytic`` (analysis ``ldl``; cerardi section 5.1, Fig. 7): in the simulated
   XODs ``results/xod/chunk_{chunk}.h5`` (:mod:`clustersbi.stages.xod`), the sigma and emission
@@ -122,6 +123,8 @@ __all__ = [
     "emcee_moves",
     "exact_posteriors_part",
     "gather_exact_posteriors",
+    "compare_with_exact",
+    "summarize_comparison",
     "npe_vs_exact_stage",
     "simulated_z_counts",
     "simulated_vs_analytic_stage",
@@ -586,6 +589,56 @@ def _name_of(names: Sequence[str], field: str) -> str:
     raise ValueError(f"no free parameter maps to {field} among {list(names)}")
 
 
+def compare_with_exact(exact: Mapping[str, Any], samples, by_name: Mapping[str, Prior]):
+    """One row per XOD and quantity (Omega_m, sigma_8, S8): both posteriors' means and widths.
+
+    Args:
+        exact: :func:`clustersbi.products.read_exact_posteriors` (``names``, ``theta``,
+            ``index``, ``row``, ``converged``, ``samples``).
+        samples: the neural posterior's samples of the same XODs, (N, S, P) or a list of
+            (S_k, P), inference coordinates in the exact posteriors' parameter order.
+        by_name: the priors by name.
+
+    Returns:
+        DataFrame with columns xod, index, row, parameter, truth, mean_exact, sigma_exact,
+        mean_npe, sigma_npe, abs_offset = |mean_NPE - mean_exact| / sigma_exact,
+        width_ratio = sigma_NPE / sigma_exact, exact_converged.
+    """
+    import pandas as pd
+
+    names = list(exact["names"])
+    if len(samples) != len(exact["index"]):
+        raise ValueError(f"{len(samples)} neural posteriors for {len(exact['index'])} exact ones")
+    table = []
+    truth = _quantities(np.asarray(exact["theta"]), names, by_name)
+    for k, index in enumerate(exact["index"]):
+        q_exact = _quantities(np.asarray(exact["samples"][k]), names, by_name)
+        q_npe = _quantities(np.asarray(samples[k]), names, by_name)
+        for name in ("Omega_m", "sigma_8", "S8"):
+            m_e, s_e = float(np.mean(q_exact[name])), float(np.std(q_exact[name], ddof=1))
+            m_n, s_n = float(np.mean(q_npe[name])), float(np.std(q_npe[name], ddof=1))
+            table.append({"xod": k, "index": int(index), "row": int(exact["row"][k]), "parameter": name,
+                          "truth": float(truth[name][k]), "mean_exact": m_e, "sigma_exact": s_e, "mean_npe": m_n,
+                          "sigma_npe": s_n, "abs_offset": abs(m_n - m_e) / s_e, "width_ratio": s_n / s_e,
+                          "exact_converged": bool(exact["converged"][k])})
+    return pd.DataFrame(table)
+
+
+def summarize_comparison(df) -> dict[str, dict[str, float]]:
+    """Per quantity of a :func:`compare_with_exact` table: median and mean |offset|, median width
+    ratio, and the fractions of XODs within the targets (:data:`OFFSET_TARGET`, :data:`WIDTH_TARGET`)."""
+    out = {}
+    for name, g in df.groupby("parameter", sort=False):
+        out[name] = {
+            "median_abs_offset": float(g["abs_offset"].median()),
+            "mean_abs_offset": float(g["abs_offset"].mean()),
+            "median_width_ratio": float(g["width_ratio"].median()),
+            "fraction_offset_within_target": float(np.mean(g["abs_offset"] <= OFFSET_TARGET)),
+            "fraction_width_within_target": float(np.mean(g["width_ratio"].between(*WIDTH_TARGET))),
+        }
+    return out
+
+
 def npe_vs_exact_stage(exact_file, compressed_file, npe_file, priors: Mapping[str, Sequence[Mapping]], n_samples: int,
                        seed: int, outputs: Mapping[str, Any]) -> None:
     """Rule ``npe_vs_exact``: the NPE's posteriors of the exact posteriors' XODs, and the comparison (module contract).
@@ -598,14 +651,11 @@ def npe_vs_exact_stage(exact_file, compressed_file, npe_file, priors: Mapping[st
         seed: seed of the NPE sampling (config ``infer.seed``).
         outputs: paths by role: ``samples``, ``table``, ``summary``.
     """
-    import pandas as pd
-
     from ..compress.data import load_training_set
     from ..npe import load_npe, sample_posteriors
 
     exact = read_exact_posteriors(exact_file)
     by_name = priors_by_name(priors)
-    names = list(exact["names"])
     comp = load_training_set(compressed_file)
     rows = exact["row"]
     if list(comp.param_names) != list(exact["param_names"]):
@@ -621,35 +671,24 @@ def npe_vs_exact_stage(exact_file, compressed_file, npe_file, priors: Mapping[st
         f["row"] = rows
         f.attrs["param_names"] = list(exact["param_names"])
 
-    table = []
-    truth = _quantities(exact["theta"], names, by_name)
-    for k, index in enumerate(exact["index"]):
-        q_exact = _quantities(exact["samples"][k], names, by_name)
-        q_npe = _quantities(samples[k], names, by_name)
-        for name in ("Omega_m", "sigma_8", "S8"):
-            m_e, s_e = float(np.mean(q_exact[name])), float(np.std(q_exact[name], ddof=1))
-            m_n, s_n = float(np.mean(q_npe[name])), float(np.std(q_npe[name], ddof=1))
-            table.append({"xod": k, "index": int(index), "row": int(rows[k]), "parameter": name,
-                          "truth": float(truth[name][k]), "mean_exact": m_e, "sigma_exact": s_e, "mean_npe": m_n,
-                          "sigma_npe": s_n, "abs_offset": abs(m_n - m_e) / s_e, "width_ratio": s_n / s_e,
-                          "exact_converged": bool(exact["converged"][k])})
-    df = pd.DataFrame(table)
+    df = compare_with_exact(exact, samples, by_name)
     with atomic_path(outputs["table"]) as tmp:
         df.to_csv(tmp, index=False)
     summary: dict[str, Any] = {"n_xod": int(len(exact["index"])), "n_exact_converged": int(np.sum(exact["converged"])),
                                "n_npe_samples": int(n_samples), "targets": {"abs_offset_max": OFFSET_TARGET,
                                                                             "width_ratio_range": list(WIDTH_TARGET)},
-                               "per_parameter": {}}
-    for name, g in df.groupby("parameter", sort=False):
-        summary["per_parameter"][name] = {
-            "median_abs_offset": float(g["abs_offset"].median()),
-            "mean_abs_offset": float(g["abs_offset"].mean()),
-            "median_width_ratio": float(g["width_ratio"].median()),
-            "fraction_offset_within_target": float(np.mean(g["abs_offset"] <= OFFSET_TARGET)),
-            "fraction_width_within_target": float(np.mean(g["width_ratio"].between(*WIDTH_TARGET))),
-        }
-        logger.info("%s: median |offset| %.3f sigma_exact, median width ratio %.3f", name,
-                    summary["per_parameter"][name]["median_abs_offset"], summary["per_parameter"][name]["median_width_ratio"])
+                               "per_parameter": summarize_comparison(df)}
+    for name, d in summary["per_parameter"].items():
+        logger.info("%s: median |offset| %.3f sigma_exact, median width ratio %.3f", name, d["median_abs_offset"],
+                    d["median_width_ratio"])
+    if len(npe.members) > 1:  # an ensemble: each member against the exact posteriors too
+        summary["members"] = []
+        for member, name, weight in zip(npe.members, npe.member_names(), npe.weights):
+            s = sample_posteriors(member.posterior, comp.x[rows], int(n_samples), seed=int(seed))
+            summary["members"].append({"name": name, "weight": float(weight), "val_log_prob": member.val_log_prob,
+                                       "per_parameter": summarize_comparison(compare_with_exact(exact, s, by_name))})
+            logger.info("member %s (weight %.3f): median |offset| %s", name, weight,
+                        {q: round(v["median_abs_offset"], 3) for q, v in summary["members"][-1]["per_parameter"].items()})
     write_json(outputs["summary"], summary)
 
 

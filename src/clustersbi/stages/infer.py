@@ -3,14 +3,16 @@
 Contract (rules of ``infer.smk``), for a compressed training set
 ``results/compressed/{summary}.h5`` (:mod:`clustersbi.stages.compress`):
 
-- ``train_npe``: out ``results/models/npe/{summary}.pt`` (:func:`clustersbi.npe.save_npe`)
-  and its training history CSV; fitted on the ``npe`` rows, stopped on ``npe_val``
+- ``train_npe``: out ``results/models/npe/{summary}.pt`` (:func:`clustersbi.npe.save_npe`: the
+  estimator, or every member of ``infer.ensemble`` and their weights) and its training history
+  CSV (epoch, train_loss, val_loss, member); fitted on the ``npe`` rows, stopped on ``npe_val``
   (:data:`clustersbi.design.SPLITS`): the compressor never saw them, so its overfitting cannot
   make the posteriors too narrow.
 - ``evaluate_npe``: out ``results/inference/{summary}/``: ``samples.h5`` (test samples
   (B, S, P), truths, observation samples), ``calibration.json`` (SBC ranks and KS p-values,
-  TARP), ``metrics.json`` and ``metrics.csv`` (per parameter: R^2, MARE, NMB, 68% widths;
-  FoM of Omega_m-sigma_8).
+  TARP; ``expected_coverage`` and ``lc2st`` (:func:`clustersbi.calibration.run_diagnostics`,
+  null where disabled); ``ensemble``: members and weights), ``metrics.json`` and
+  ``metrics.csv`` (per parameter: R^2, MARE, NMB, 68% widths; FoM of Omega_m-sigma_8).
 - ``compare_xod_statistics``: in the ``metrics.json`` of two or more XOD statistics (cerardi
   Table 3: 3D, (CR, HR), (z, CR), z); out ``results/inference/xod_statistics.csv``, one row per
   statistic: its marginal, the median test-split FoM of (Omega_m, sigma_8), the mean test-split
@@ -28,31 +30,35 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..calibration import evaluate_test_set, run_calibration, summarize_observation
+from ..calibration import evaluate_test_set, run_calibration, run_diagnostics, summarize_observation
 from ..compress.data import TrainingSet, load_training_set
 from ..design import prior_box, priors_by_name
 from ..io import atomic_path, write_json
-from ..npe import load_npe, npe_config_from_dict, sample_posteriors, save_npe, train_npe
+from ..npe import load_npe, npe_config_from_dict, sample_posteriors, save_npe, train_npe_ensemble
 
-__all__ = ["train_npe_stage", "observation_summary", "evaluate_npe_stage", "prior_sigma68", "xod_statistics_table"]
+__all__ = ["train_npe_stage", "observation_summary", "lc2st_observations", "evaluate_npe_stage", "prior_sigma68",
+           "xod_statistics_table"]
+
+#: infer keys that do not change the trained NPE (rule train_npe does not receive them)
+EVALUATION_KEYS = ("observation", "diagnostics")
 
 logger = logging.getLogger(__name__)
 
 
 def train_npe_stage(compressed_file, priors, infer: Mapping[str, Any], out_file, history_file) -> None:
-    """Rule ``train_npe``: fit the NPE on the ``npe`` split (compressions of simulations the
-    compressor never saw), early-stopping on ``npe_val``."""
+    """Rule ``train_npe``: fit the NPE (or each member of ``infer.ensemble``) on the ``npe`` split
+    (compressions of simulations the compressor never saw), early-stopping on ``npe_val``."""
     import pandas as pd
 
     ts = load_training_set(compressed_file)
     original = [n[3:] if n.startswith("ln_") else n for n in ts.param_names]
     low, high = prior_box(original, priors_by_name(priors))
-    config = npe_config_from_dict({k: v for k, v in infer.items() if k != "observation"})
+    config = npe_config_from_dict({k: v for k, v in infer.items() if k not in EVALUATION_KEYS})
     tr, va = ts.subset("npe"), ts.subset("npe_val")
     for split, rows in (("npe", tr), ("npe_val", va)):
         if len(rows.theta) == 0:
             raise ValueError(f"{compressed_file}: no '{split}' rows; grow design.n_simulations or change design.splits")
-    result = train_npe(tr.theta, tr.x, va.theta, va.x, low, high, config, device="auto")
+    result = train_npe_ensemble(tr.theta, tr.x, va.theta, va.x, low, high, config, device="auto")
     save_npe(out_file, result)
     with atomic_path(history_file) as tmp:
         pd.DataFrame(result.history).to_csv(tmp, index=False)
@@ -79,6 +85,19 @@ def observation_summary(ts: TrainingSet, observation: Mapping[str, Any]) -> tupl
         with h5py.File(observation["file"], "r") as f:
             return np.asarray(f["x"][()], dtype=float).reshape(-1), None, f"file {observation['file']}"
     raise ValueError(f"observation.kind must be holdout or file, got {kind!r}")
+
+
+def lc2st_observations(ts: TrainingSet, y_obs: np.ndarray, observation: Mapping[str, Any], n_holdout: int) -> tuple[np.ndarray, list[str]]:
+    """Where L-C2ST is evaluated: the observation, then up to ``n_holdout`` other holdout mocks.
+
+    Returns (K, d_y) summaries and K descriptions.
+    """
+    rows = np.flatnonzero(ts.mask("holdout"))
+    if observation["kind"] == "holdout" and rows.size:
+        rows = np.delete(rows, int(observation.get("index") or 0))
+    rows = rows[: int(n_holdout)]
+    ys = np.concatenate([np.atleast_2d(y_obs), ts.x[rows]]) if rows.size else np.atleast_2d(y_obs)
+    return ys, ["observation"] + [f"holdout row {r}" for r in rows]
 
 
 #: the parameters cerardi Table 3 compares the XOD statistics on
@@ -156,6 +175,13 @@ def evaluate_npe_stage(compressed_file, npe_file, infer: Mapping[str, Any], outp
     calibration = run_calibration(npe.posterior, test.theta, test.x, n_samples=int(infer["n_calibration_samples"]),
                                   seed=seed + 1, param_names=names)
     y_obs, theta_obs, description = observation_summary(ts, infer["observation"])
+    diag = infer["diagnostics"]
+    y_lc2st, lc2st_where = lc2st_observations(ts, y_obs, infer["observation"], int(diag["lc2st"]["n_holdout"]))
+    calibration.update(run_diagnostics(npe.posterior, test.theta, test.x, y_lc2st, diag, seed=seed + 3))
+    if calibration["lc2st"] is not None:
+        calibration["lc2st"]["observations"] = lc2st_where
+    calibration["ensemble"] = {"members": npe.member_names(), "weights": npe.weights.tolist(),
+                               "val_log_probs": [m.val_log_prob for m in npe.members]}
     obs_samples = sample_posteriors(npe.posterior, y_obs, int(infer["n_posterior_samples"]), seed=seed + 2)[0]
     metrics["observation"] = summarize_observation(obs_samples, names, theta_true=theta_obs)
     metrics["observation"]["description"] = description
