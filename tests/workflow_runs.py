@@ -11,11 +11,16 @@ from pathlib import Path
 import yaml
 
 
+def snakemake_command(repo: Path, workdir: Path, configfile: Path, *args: str) -> list[str]:
+    """argv of ``snakemake --cores 2`` of the checkout's Snakefile in ``workdir`` with ``configfile``."""
+    return [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir),
+            "--configfile", str(configfile), "--cores", "2", *args]
+
+
 def snakemake(repo: Path, workdir: Path, configfile: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
-    """``snakemake --cores 2`` of the checkout's Snakefile in ``workdir`` with ``configfile``."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(configfile), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    """Run :func:`snakemake_command` to the end."""
+    return subprocess.run(snakemake_command(repo, workdir, configfile, *args), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def planned_jobs(log: str) -> Counter:
