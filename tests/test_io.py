@@ -69,3 +69,25 @@ def test_chunk_file_iterates_in_index_order(tmp_path, design):
                 groups = ChunkFile.slabs(g_lc)
                 assert [int(g.attrs["index"]) for g in groups] == [0, 2, 10, 11]
                 assert [int(g["values"][0]) for g in groups] == [100 * light + s for s in (0, 2, 10, 11)]
+
+
+def test_atomic_path_reclaims_a_killed_attempts_temporary(tmp_path):
+    """A job killed mid-write (no exception handler ran) leaves ``.name.tmp``; the next attempt
+    at the same target reuses and renames it, so nothing is left beside the outputs."""
+    stale = tmp_path / ".a.h5.tmp"
+    stale.write_text("half of a killed write")
+    with atomic_path(tmp_path / "a.h5") as tmp:
+        assert tmp == stale and tmp.read_bytes() == b"", "the next attempt starts from an empty file"
+        tmp.write_text("complete")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.h5"] and (tmp_path / "a.h5").read_text() == "complete"
+
+
+def test_torch_files_do_not_depend_on_the_temporary_name(tmp_path):
+    """torch.save names its zip records after the file it writes: with a temporary name that is a
+    function of the target, two saves of the same object are the same bytes."""
+    import torch
+
+    for run in ("one", "two"):
+        with atomic_path(tmp_path / run / "model.pt") as tmp:
+            torch.save({"w": torch.arange(4.0)}, tmp)
+    assert (tmp_path / "one" / "model.pt").read_bytes() == (tmp_path / "two" / "model.pt").read_bytes()

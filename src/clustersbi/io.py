@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -20,14 +19,20 @@ __all__ = ["atomic_path", "write_json", "h5_write_attrs", "h5_read_attrs", "sort
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only on success.
 
-    The temporary file lives in the same directory (same filesystem), so the final
-    ``os.replace`` is atomic. On any exception the temporary file is removed.
+    The temporary file, ``.{name}.tmp``, lives in the same directory (same filesystem), so
+    the final ``os.replace`` is atomic. On any exception the temporary file is removed.
+
+    Its name is a function of the target's, not a random one (``mkstemp``): writers that
+    embed the file name in the file (``torch.save`` names its zip records after it) then
+    write the same bytes on every run, and the temporary a killed job leaves behind is
+    reclaimed by the next attempt rather than left beside the outputs. This needs one writer
+    per target at a time, which Snakemake guarantees for a job's outputs.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.unlink(missing_ok=True)  # a killed attempt's
+    tmp.touch(mode=0o600)
     try:
         yield tmp
         # mkstemp creates the file readable by its owner only; give it the permissions an

@@ -298,10 +298,16 @@ def _evaluate(model: Compressor, x: Mapping[str, np.ndarray], y: np.ndarray, dev
     return total / n
 
 
+#: Columns of history.csv. The epoch's wall time (``seconds`` in the in-memory history) is
+#: logged, not written: a rerun's outputs must equal the first run's byte for byte, and job
+#: timings are Snakemake's benchmark files' business.
+HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "lr")
+
+
 def _write_history(path: Path, history: list[dict[str, float]]) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=["epoch", "train_loss", "val_loss", "lr", "seconds"])
+            w = csv.DictWriter(fh, fieldnames=list(HISTORY_COLUMNS), extrasaction="ignore")
             w.writeheader()
             w.writerows(history)
 
