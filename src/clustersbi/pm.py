@@ -311,10 +311,8 @@ def pm_forces_compensated(
     if compensation:
         window = cic_compensation(kvec) ** compensation
         pot_k = pot_k * window
-    grad = jnp.stack(
-        [jnp.fft.irfftn(-gradient_kernel(kvec, i) * pot_k, force_shape).astype(jnp.float32) for i in range(3)],
-        axis=-1,
-    )
+    # the three components stay separate meshes: cic_gather reads each with the same 8 indices
+    grad = [jnp.fft.irfftn(-gradient_kernel(kvec, i) * pot_k, force_shape).astype(jnp.float32) for i in range(3)]
     return cic_gather(grad, xf).reshape(positions.shape)
 
 
