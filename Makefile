@@ -38,13 +38,14 @@ run: install
 	$(BIN)/snakemake --cores $(CORES) --configfile config/analytic.yaml --directory $(VALIDATION_DIR)
 
 # The CI check: the workflow lints, then the tests (which dry-run every shipped config, run
-# the tiny workflows end to end and build their report). The real Pinocchio the tests run
+# the tiny workflows end to end and build their report), one test module per core at a time
+# (pytest-xdist): the end-to-end runs leave a core idle much of the time. The real Pinocchio the tests run
 # (from ../shared/vendor, when there) is built in the background meanwhile: the test fixture
 # waits for that build, or skips with its reason; the build's log is .cache/pinocchio-build.log.
 test: install
 	@mkdir -p .cache
 	$(BIN)/python tests/pinocchio_build.py >.cache/pinocchio-build.log 2>&1 & build=$$!; \
-	$(BIN)/snakemake --lint && $(BIN)/python -m pytest -q; status=$$?; \
+	$(BIN)/snakemake --lint && $(BIN)/python -m pytest -q -n $(CORES) --dist loadfile --durations=15; status=$$?; \
 	wait $$build; exit $$status
 
 lint: install
