@@ -1,27 +1,21 @@
-"""Time per PM step vs its FFT floor, and peak memory of a 128^3 simulation.
+"""Time per PM step vs its FFT floor, before/after the CIC read of issue 14, and peak memory.
 
 One KDK step of :mod:`clustersbi.pm` does one force evaluation: a CIC paint (one
 windowed scatter), one forward and three inverse real 3D FFTs (``jnp.fft.rfftn``/``irfftn``),
 one CIC read of the 3-vector force, and the kick/drift updates. Two floors are printed next to
 it: the time of those 4 real FFTs alone on the same mesh, and of 4 complex FFTs (jaxpm's
-``fft3d``/``ifft3d``, what jaxpm's own ``pm_forces`` does).
+``fft3d``/``ifft3d``, what jaxpm's own ``pm_forces`` does). "before" is the same step with the
+previous CIC read (kept below as ``_legacy_cic_gather``: a gather of the 3-vector per
+neighbour with the wrap-around recomputed per neighbour, from the three FFTs stacked into one
+mesh); "after" is :func:`clustersbi.pm._make_advance` as it is. The three programs are timed in
+turn, best of ``--repeat``. On the CPU backend the CPU-time columns (process time, both
+threads) are printed too: on a shared machine they move less than wall time.
 Run: ``python benchmarks/pm_step.py [--sizes 64 128] [--steps 5] [--force-mesh-factor 1]``.
 On a GPU (JAX picks it when ``jax[cuda]`` is installed; ``JAX_PLATFORMS=cpu`` forces the CPU), e.g.
 ``--sizes 64 128 256 512 --full-run-mesh 256``: the last two columns then give the memory of the
 step program and the allocator peak (``-`` on the CPU backend).
 
-Measured on the 2-core CPU (shared, so +-20%), s per step, before -> after this module moved
-from jaxpm's ``cic_paint``/``cic_read`` + complex FFTs to its own scatter/gather + real FFTs:
-
-    mesh   before   after   4 rFFT   4 cFFT   after/rFFT  after/cFFT
-    64^3   0.080    0.021   0.0035   0.0069      6.0         3.0
-    128^3  1.06     0.47    0.094    0.30        5.0         1.6
-
-(the machine was loaded by other jobs, load ~4 on 2 cores; a separate run gave 0.039 and
-0.58 s/step). Peak RSS of a full 128^3, 40-step run: 1.70 GB (27 s with compilation).
-The step now costs less than 2x the 4 complex FFTs jaxpm itself uses at 128^3, but 5-6x the
-4 real FFTs: the CIC scatter and gather (XLA's CPU scatter is serial) still dominate.
-
+Measured tables, with date and machine, are in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -40,6 +34,84 @@ def _best_of(fn, repeats: int = 3) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def _best_in_turn(fns: dict, repeats: int) -> tuple[dict, dict]:
+    """Best wall and process (CPU) time of each callable, the callables run in turn each round."""
+    wall = {k: np.inf for k in fns}
+    cpu = {k: np.inf for k in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            wall[key] = min(wall[key], time.perf_counter() - t0)
+            cpu[key] = min(cpu[key], time.process_time() - c0)
+    return wall, cpu
+
+
+def _legacy_cic_gather(mesh_vec, x):
+    """The CIC read of clustersbi.mesh before issue 14 (for the "before" column)."""
+    import jax.numpy as jnp
+
+    from clustersbi.mesh import _cic_base
+
+    shape = mesh_vec.shape[:3]
+    flat_field = mesh_vec.reshape(-1, mesh_vec.shape[-1])
+    base, frac = _cic_base(x.reshape(-1, 3), shape)
+    out = None
+    for dx in (0, 1):
+        for dy in (0, 1):
+            for dz in (0, 1):
+                i, j, k = (
+                    jnp.where(base[:, a] + o == shape[a], 0, base[:, a] + o) for a, o in enumerate((dx, dy, dz))
+                )
+                kern = (
+                    (frac[:, 0] if dx else 1.0 - frac[:, 0])
+                    * (frac[:, 1] if dy else 1.0 - frac[:, 1])
+                    * (frac[:, 2] if dz else 1.0 - frac[:, 2])
+                )
+                flat = (i * shape[1] + j) * shape[2] + k
+                term = flat_field.at[flat].get(mode="promise_in_bounds") * kern[:, None]
+                out = term if out is None else out + term
+    return out
+
+
+def _legacy_advance(mesh_shape, force_mesh_factor: int):
+    """The KDK program of clustersbi.pm._make_advance with the force of before issue 14."""
+    import jax
+    import jax.numpy as jnp
+    from jaxpm.kernels import cic_compensation, gradient_kernel, invlaplace_kernel
+
+    from clustersbi.mesh import cic_scatter
+    from clustersbi.pm import rfft_wavevectors
+
+    f = int(force_mesh_factor)
+    compensation = 2 if f == 1 else 0
+    force_shape = tuple(int(n) * f for n in mesh_shape)
+
+    def force(positions, omega_m):
+        xf = (positions.reshape(-1, 3) - 0.5) * jnp.float32(f) + 0.5
+        kvec = rfft_wavevectors(force_shape)
+        pot_k = jnp.fft.rfftn(cic_scatter(xf, force_shape)) * (invlaplace_kernel(kvec) * jnp.float32(f * f))
+        if compensation:
+            pot_k = pot_k * cic_compensation(kvec) ** compensation
+        grad = jnp.stack(
+            [jnp.fft.irfftn(-gradient_kernel(kvec, i) * pot_k, force_shape).astype(jnp.float32) for i in range(3)],
+            axis=-1,
+        )
+        return _legacy_cic_gather(grad, xf).reshape(positions.shape) * 1.5 * omega_m
+
+    def advance(state, factors, omega_m, i0, i1):
+        def body(i, st):
+            x, p, fx = st
+            p = p + factors[i, 0] * fx
+            x = x + factors[i, 1] * p
+            fx = force(x, omega_m)
+            return x, p + factors[i, 2] * fx, fx
+
+        return jax.lax.fori_loop(i0, i1, body, state)
+
+    return jax.jit(advance)
 
 
 def _device_peak_gb(device) -> float | None:
@@ -72,6 +144,8 @@ def main() -> None:
     parser.add_argument("--force-mesh-factor", type=int, default=1)
     parser.add_argument("--no-full-run", action="store_true", help="skip the full 40-step run")
     parser.add_argument("--full-run-mesh", type=int, default=128, help="mesh of the full 40-step run")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of the in-turn timing (best of)")
+    parser.add_argument("--no-before", action="store_true", help="skip the step with the previous CIC read")
     args = parser.parse_args()
 
     import jax
@@ -91,8 +165,12 @@ def main() -> None:
           f"jax {jax.__version__}; force mesh factor {args.force_mesh_factor} (FFT floors on the force mesh)")
     print("step program = XLA arguments + outputs + temporaries of one advance() call [GB]; "
           "device peak = allocator peak so far in this process (includes the 2LPT set-up) [GB]")
-    print(f"{'mesh':>6} {'s/step':>9} {'4 rFFT [s]':>11} {'4 cFFT [s]':>11} {'step/rFFT':>10} {'step/cFFT':>10}"
-          f" {'step prog.':>11} {'dev. peak':>10}", flush=True)
+    on_cpu = dev.platform == "cpu"
+    print("s/step: wall time per step, before -> after; step/rFFT: wall ratios to the 4 real FFTs"
+          + ("; cpu: the same in process time" if on_cpu else ""))
+    print(f"{'mesh':>6} {'before':>8} {'after':>8} {'4 rFFT':>8} {'4 cFFT':>8} {'before/rFFT':>11}"
+          f" {'after/rFFT':>10} {'after/cFFT':>10}" + (f" {'cpu bef/rFFT':>12} {'cpu aft/rFFT':>12}" if on_cpu else "")
+          + f" {'step prog.':>11} {'dev. peak':>10}", flush=True)
 
     @jax.jit
     def four_ffts(field):
@@ -118,22 +196,34 @@ def main() -> None:
             om = jnp.float32(cosmo.Omega_m)
             state = (x, p, force(x, om))
             prog_gb = _program_gb(advance, state, factors, om, 0, args.steps)
-            jax.block_until_ready(advance(state, factors, om, 0, 1))  # compile
-            t_step = _best_of(lambda: jax.block_until_ready(advance(state, factors, om, 0, args.steps))) / args.steps
             mean = float(delta.mean())
-            del state, x, p, delta
-
+            del x, p, delta
             fine = jnp.zeros(tuple(args.force_mesh_factor * s for s in shape), jnp.float32) + mean
-            jax.block_until_ready(four_ffts(fine))
-            jax.block_until_ready(four_rffts(fine))
-            t_fft = _best_of(lambda: jax.block_until_ready(four_ffts(fine)))
-            t_rfft = _best_of(lambda: jax.block_until_ready(four_rffts(fine)))
-            del fine
+            programs = {
+                "after": lambda: jax.block_until_ready(advance(state, factors, om, 0, args.steps)),
+                "rfft": lambda: jax.block_until_ready(four_rffts(fine)),
+                "cfft": lambda: jax.block_until_ready(four_ffts(fine)),
+            }
+            if not args.no_before:
+                legacy = _legacy_advance(shape, args.force_mesh_factor)
+                programs["before"] = lambda: jax.block_until_ready(legacy(state, factors, om, 0, args.steps))
+            for run in programs.values():  # compile
+                run()
+            wall, cpu = _best_in_turn(programs, args.repeat)
+            for t in (wall, cpu):
+                for key in ("after", "before"):
+                    if key in t:
+                        t[key] /= args.steps
+            del state, fine
         except Exception as err:  # e.g. RESOURCE_EXHAUSTED on a GPU: report it and go on
             print(f"{n:>4}^3 failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}", flush=True)
             continue
-        print(f"{n:>4}^3 {t_step:9.4f} {t_rfft:11.4f} {t_fft:11.4f} {t_step / t_rfft:10.2f} {t_step / t_fft:10.2f}"
-              f" {_fmt_gb(prog_gb):>11} {_fmt_gb(_device_peak_gb(dev)):>10}", flush=True)
+        before = wall.get("before", np.nan)
+        row = (f"{n:>4}^3 {before:8.4f} {wall['after']:8.4f} {wall['rfft']:8.4f} {wall['cfft']:8.4f}"
+               f" {before / wall['rfft']:11.2f} {wall['after'] / wall['rfft']:10.2f} {wall['after'] / wall['cfft']:10.2f}")
+        if on_cpu:
+            row += f" {cpu.get('before', np.nan) / cpu['rfft']:12.2f} {cpu['after'] / cpu['rfft']:12.2f}"
+        print(row + f" {_fmt_gb(prog_gb):>11} {_fmt_gb(_device_peak_gb(dev)):>10}", flush=True)
     if not args.no_full_run:
         # a full simulation (2LPT + 40 steps + particles and density out): wall time and peak memory
         n = args.full_run_mesh

@@ -1,15 +1,19 @@
 """Benchmark: clustersbi's FFT power spectrum vs Pylians (Pk_library / MAS_library).
 
-Prints a table of wall times (best of ``--repeat``) and the maximum relative difference of P(k)
-on 128^3 and 256^3 meshes with ``--threads`` threads, for two tasks:
+Prints a table of wall times (best of ``--repeat``, the programs of one row run in turn each
+round, so that a shared machine loads them alike) and the maximum relative difference of P(k)
+from Pylians' on 128^3 and 256^3 meshes with ``--threads`` threads, for two tasks:
 
 * mesh: P(k) of a given float32 overdensity mesh with PCS window compensation, in Pylians'
   binning ([i, i+1) k_f), compared bin by bin below the Nyquist frequency;
-* catalogue: PCS assignment of a point set + P(k) (Pylians: ``MAS_library.MA`` + ``Pk``;
-  ours without interlacing for a like-for-like comparison, and with interlacing, time only).
+* catalogue: PCS assignment of a point set + P(k) (Pylians: ``MAS_library.MA`` + ``Pk``; ours
+  without interlacing for a like-for-like comparison, and with interlacing, time only).
+  "before": the points assigned by numpy (``assign_to_mesh(engine="numpy")``, float64), as
+  ``power.power_spectrum`` did before issue 14; "after": ``power.power_spectrum`` as it is
+  (compiled assignment, ``engine="jax"``).
 
 Our first call on a new (mesh, box, binning) builds and caches the per-mode bin indices and
-weights; the "cold" column is that first call.
+weights, and compiles the assignment; the "cold" column is that first call.
 
 Usage: python benchmarks/power_spectrum.py [--meshes 128 256] [--threads 2] [--repeat 3]
 """
@@ -21,7 +25,7 @@ import time
 
 import numpy as np
 
-from clustersbi import fields, power
+from clustersbi import fields, mesh, power
 
 
 def best_time(func, repeat: int) -> tuple[float, object]:
@@ -31,6 +35,18 @@ def best_time(func, repeat: int) -> tuple[float, object]:
         start = time.perf_counter()
         result = func()
         best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def best_in_turn(funcs: dict, repeat: int) -> tuple[dict, dict]:
+    """Best wall time and last result of each callable, all of them called in turn each round."""
+    best = {key: np.inf for key in funcs}
+    result = {}
+    for _ in range(repeat):
+        for key, func in funcs.items():
+            start = time.perf_counter()
+            result[key] = func()
+            best[key] = min(best[key], time.perf_counter() - start)
     return best, result
 
 
@@ -51,57 +67,67 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     pos = rng.uniform(0.0, args.box, (args.n_points, 3))
+    pos32 = pos.astype(np.float32)
     kf = power.fundamental_frequency(args.box)
-    header = f"{'task':<24}{'mesh':>6}{'ours cold [s]':>15}{'ours [s]':>10}{'Pylians [s]':>13}{'ratio':>8}{'max rel diff':>14}"
+    header = (f"{'task':<28}{'mesh':>6}{'ours cold [s]':>15}{'ours [s]':>10}{'Pylians [s]':>13}{'ours/Pyl.':>10}"
+              f"{'max rel diff':>14}")
     print(header)
     print("-" * len(header))
+
+    def row(task, n_mesh, cold, t_ours, t_pyl=None, diff=None):
+        cold_s = f"{cold:>15.3f}" if cold is not None else f"{'':>15}"
+        pyl = f"{t_pyl:>13.3f}{t_ours / t_pyl:>10.2f}" if t_pyl is not None else f"{'-':>13}{'-':>10}"
+        diff_s = f"{diff:>14.2e}" if diff is not None else f"{'-':>14}"
+        print(f"{task:<28}{n_mesh:>6}{cold_s}{t_ours:>10.3f}{pyl}{diff_s}", flush=True)
+
     for n_mesh in args.meshes:
         delta = fields.overdensity_field(pos, n_mesh, args.box, "pcs").astype(np.float32)
         edges = kf * np.arange(1, n_mesh // 2 + 1)
+        nb = edges.size - 1
 
         def ours_mesh():
             return power.power_spectrum_from_mesh(
                 delta, args.box, window_order="pcs", k_edges_h_mpc=edges, workers=args.threads
             )
 
-        cold, _ = best_time(ours_mesh, 1)
-        t_ours, ps = best_time(ours_mesh, args.repeat)
-        if pkl is not None:
-            t_pyl, ref = best_time(lambda: pkl.Pk(delta, args.box, 0, "PCS", args.threads, False), args.repeat)
-            nb = ps.pk_mpc_h3.size
-            diff = np.abs(ps.pk_mpc_h3 / ref.Pk[:nb, 0] - 1).max()
-            print(f"{'mesh P(k), PCS comp.':<24}{n_mesh:>6}{cold:>15.3f}{t_ours:>10.3f}{t_pyl:>13.3f}{t_ours / t_pyl:>8.2f}{diff:>14.2e}")
-        else:
-            print(f"{'mesh P(k), PCS comp.':<24}{n_mesh:>6}{cold:>15.3f}{t_ours:>10.3f}{'-':>13}{'-':>8}{'-':>14}")
-
-        def ours_cat(interlacing: bool):
+        def ours_cat(interlacing: bool = False):
             return power.power_spectrum(
                 pos, args.box, n_mesh, scheme="pcs", interlacing=interlacing, k_edges_h_mpc=edges, workers=args.threads
             )
 
-        cold, _ = best_time(lambda: ours_cat(False), 1)
-        t_ours, ps = best_time(lambda: ours_cat(False), args.repeat)
+        def before_cat():
+            counts = mesh.assign_to_mesh(pos, n_mesh, args.box, "pcs", convention="node", engine="numpy")
+            counts /= counts.mean()
+            counts -= 1.0
+            return power.power_spectrum_from_mesh(
+                counts.astype(np.float32), args.box, window_order="pcs", k_edges_h_mpc=edges, workers=args.threads
+            )
+
+        def pylians_cat():
+            counts = np.zeros((n_mesh,) * 3, dtype=np.float32)
+            masl.MA(pos32, counts, args.box, "PCS", verbose=False)
+            counts /= counts.mean(dtype=np.float64)
+            counts -= 1.0
+            return pkl.Pk(counts, args.box, 0, "PCS", args.threads, False)
+
+        cold_mesh, _ = best_time(ours_mesh, 1)
+        cold_cat, _ = best_time(ours_cat, 1)
+        cold_before, _ = best_time(before_cat, 1)
+        programs = {"mesh": ours_mesh, "before": before_cat, "after": ours_cat, "interlaced": lambda: ours_cat(True)}
         if pkl is not None:
-            pos32 = pos.astype(np.float32)
+            programs["pyl_mesh"] = lambda: pkl.Pk(delta, args.box, 0, "PCS", args.threads, False)
+            programs["pyl_cat"] = pylians_cat
+        t, res = best_in_turn(programs, args.repeat)
 
-            def pylians_cat():
-                mesh = np.zeros((n_mesh,) * 3, dtype=np.float32)
-                masl.MA(pos32, mesh, args.box, "PCS", verbose=False)
-                mesh /= mesh.mean(dtype=np.float64)
-                mesh -= 1.0
-                return pkl.Pk(mesh, args.box, 0, "PCS", args.threads, False)
+        def diff(key, ref_key):
+            return float(np.abs(res[key].pk_mpc_h3 / res[ref_key].Pk[:nb, 0] - 1).max()) if pkl is not None else None
 
-            t_pyl, ref = best_time(pylians_cat, args.repeat)
-            nb = ps.pk_mpc_h3.size
-            diff = np.abs(ps.pk_mpc_h3 / ref.Pk[:nb, 0] - 1).max()
-            print(f"{'catalogue, PCS':<24}{n_mesh:>6}{cold:>15.3f}{t_ours:>10.3f}{t_pyl:>13.3f}{t_ours / t_pyl:>8.2f}{diff:>14.2e}")
-        else:
-            t_pyl = None
-            print(f"{'catalogue, PCS':<24}{n_mesh:>6}{cold:>15.3f}{t_ours:>10.3f}{'-':>13}{'-':>8}{'-':>14}")
-        t_int, _ = best_time(lambda: ours_cat(True), args.repeat)
-        ratio = f"{t_int / t_pyl:>8.2f}" if t_pyl else f"{'-':>8}"
-        print(f"{'catalogue, PCS+interl.':<24}{n_mesh:>6}{'':>15}{t_int:>10.3f}{'(no interl.)':>13}{ratio}{'-':>14}")
-    print(f"\n{args.n_points} uniform points, box {args.box:g} Mpc/h, {args.threads} threads, best of {args.repeat}.")
+        row("mesh P(k), PCS comp.", n_mesh, cold_mesh, t["mesh"], t.get("pyl_mesh"), diff("mesh", "pyl_mesh"))
+        row("catalogue, PCS, before", n_mesh, cold_before, t["before"], t.get("pyl_cat"), diff("before", "pyl_cat"))
+        row("catalogue, PCS, after", n_mesh, cold_cat, t["after"], t.get("pyl_cat"), diff("after", "pyl_cat"))
+        row("catalogue, PCS+interl.", n_mesh, None, t["interlaced"])
+    print(f"\n{args.n_points} uniform points, box {args.box:g} Mpc/h, {args.threads} threads, best of {args.repeat}"
+          " (interlaced: Pylians has no interlacing; its column is empty).")
 
 
 if __name__ == "__main__":

@@ -294,7 +294,9 @@ def power_spectrum(
         weights: per-point weights, shape (N,) (e.g. L/<L> for a marked spectrum); default 1.
         k_edges_h_mpc, dk_in_kf, k_min_in_kf, k_max_h_mpc: binning (see :func:`linear_k_edges`).
         workers: FFT threads.
-        fft_dtype: float32 (default, single-precision FFT, relative error ~1e-6) or float64.
+        fft_dtype: float32 (default: points assigned by the compiled engine of
+            :func:`clustersbi.mesh.assign_to_mesh` and summed in float32, single-precision FFT;
+            relative error ~1e-6) or float64 (numpy assignment and FFT in float64).
 
     Returns:
         PowerSpectrum with ``shot_noise_mpc_h3 = V sum(w^2) / (sum w)^2`` (1/n unweighted).
@@ -312,9 +314,12 @@ def power_spectrum(
     shot_noise = box_mpc_h**3 * sum_w2 / total**2
     mean = total / float(n_mesh) ** 3
 
+    # float32: the compiled assignment (summed in float32, like the FFT); float64: numpy's, in float64
+    engine = "jax" if np.dtype(fft_dtype) == np.float32 else "numpy"
+
     def transformed(shift: float) -> np.ndarray:
-        mesh = assign_to_mesh(pos, n_mesh, box_mpc_h, order, w, convention="node", shift_cells=shift)
-        mesh /= mean
+        mesh = assign_to_mesh(pos, n_mesh, box_mpc_h, order, w, convention="node", shift_cells=shift, engine=engine)
+        mesh *= mesh.dtype.type(1.0 / mean)
         mesh -= 1.0
         return scipy.fft.rfftn(mesh.astype(fft_dtype, copy=False), workers=workers)
 
