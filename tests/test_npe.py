@@ -223,3 +223,17 @@ def test_ensemble_save_load_roundtrip(toy_ensemble, tmp_path):
     s1 = sample_posteriors(toy_ensemble.posterior, x.numpy(), 500, seed=3)
     s2 = sample_posteriors(back.posterior, x.numpy(), 500, seed=3)
     np.testing.assert_array_equal(s1, s2)
+
+
+@pytest.mark.slow
+def test_sampling_does_not_stall_where_the_estimator_leaves_the_box(toy_npe):
+    """An observation whose posterior lies beyond the prior box (acceptance ~0): sbi's rejection
+    would loop for hours; the box posterior gives up after its rounds and stays inside the box."""
+    import time
+
+    t0 = time.perf_counter()
+    s = sample_posteriors(toy_npe.posterior, np.array([[0.2, 0.1], [12.0, 12.0]]), 500, seed=0)
+    seconds = time.perf_counter() - t0
+    assert seconds < 30, f"sampling took {seconds:.1f} s"
+    assert s.shape == (2, 500, 2) and np.all((s >= LOW) & (s <= HIGH)), "samples outside the prior box"
+    assert s[0].std(0).min() > 0.05, "the ordinary observation lost its spread"

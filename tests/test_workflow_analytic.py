@@ -36,6 +36,8 @@ TARGETS = (
     "results/analytic/npe_vs_exact.json",
     "results/plots/analytic_npe_vs_exact.png",
     "results/inference/xod/calibration.json",
+    "results/plots/inference/xod_expected_coverage.png",
+    "results/plots/inference/xod_lc2st.png",
 )
 #: stored lambda vs lambda recomputed here from the same tables (float64 all the way)
 LAMBDA_RTOL = 1e-9
@@ -177,8 +179,26 @@ def test_npe_vs_exact_table(run, tiny):
     np.testing.assert_allclose(s8, sig * np.sqrt(om / 0.3), rtol=1e-12)
     summary = json.loads((run / "results" / "analytic" / "npe_vs_exact.json").read_text())
     assert summary["n_xod"] == n and set(summary["per_parameter"]) == {"Omega_m", "sigma_8", "S8"}
+    # the tiny config's two-member ensemble: each member against the exact posteriors too
+    members = summary["members"]
+    assert [m["name"] for m in members] == ["mdn(seed 0)", "mdn(seed 1)"], members
+    assert abs(sum(m["weight"] for m in members) - 1.0) < 1e-9
+    assert all(set(m["per_parameter"]) == {"Omega_m", "sigma_8", "S8"} for m in members)
     for path in ("results/plots/analytic_fisher.png", "results/plots/analytic_npe_vs_exact.png", "results/plots/xod_slices.png"):
         assert (run / path).read_bytes()[:4] == PNG_MAGIC, path
+
+
+def test_calibration_has_expected_coverage_and_lc2st(run, tiny):
+    cal = json.loads((run / "results" / "inference" / "xod" / "calibration.json").read_text())
+    coverage = cal["expected_coverage"]
+    assert coverage["n_samples"] == tiny["infer"]["diagnostics"]["expected_coverage"]["n_samples"]
+    assert len(coverage["levels"]) == len(coverage["coverage"]) and coverage["coverage"][-1] == 1.0
+    lc2st = cal["lc2st"]
+    assert lc2st["observations"][0] == "observation" and len(lc2st["p_value"]) == len(lc2st["observations"]) <= 3
+    assert all(0.0 <= p <= 1.0 for p in lc2st["p_value"]) and lc2st["n_null"] == 4
+    assert len(cal["ensemble"]["weights"]) == 2
+    for plot in ("expected_coverage", "lc2st"):
+        assert (run / "results" / "plots" / "inference" / f"xod_{plot}.png").read_bytes()[:4] == PNG_MAGIC, plot
 
 
 def test_reruns_follow_what_each_rule_reads(repo, run):
@@ -195,3 +215,7 @@ def test_reruns_follow_what_each_rule_reads(repo, run):
     plan = planned_jobs(repo, run, quad, "quadrature.yaml")
     assert plan["analytic_mocks"] == 2 and plan["analytic_fisher"] == 1, f"the quadrature edit was not seen: {dict(plan)}"
     assert plan["analytic_sigma_table"] == 0 and plan["emission_table"] == 0, dict(plan)
+    diag = copy.deepcopy(tiny)
+    diag["infer"]["diagnostics"]["lc2st"]["n_null"] = 5
+    plan = planned_jobs(repo, run, diag, "diagnostics.yaml")
+    assert plan["evaluate_npe"] == 1 and plan["train_npe"] == 0, f"a diagnostics edit must not retrain the NPE: {dict(plan)}"

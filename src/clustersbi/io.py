@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 __all__ = ["atomic_path", "write_json", "h5_write_attrs", "h5_read_attrs", "sorted_groups", "ChunkFile"]
 
@@ -74,10 +74,14 @@ def h5_write_attrs(obj, attrs: Mapping[str, Any]) -> None:
             obj.attrs[key] = value
 
 
-def h5_read_attrs(obj) -> dict[str, Any]:
-    """Inverse of :func:`h5_write_attrs` (JSON strings are decoded when they parse)."""
+def h5_read_attrs(obj, keys: Sequence[str] | None = None) -> dict[str, Any]:
+    """Inverse of :func:`h5_write_attrs` (JSON strings are decoded when they parse).
+
+    ``keys``: read only these attributes (each read costs ~0.1 ms; KeyError if one is missing).
+    """
     out: dict[str, Any] = {}
-    for key, value in obj.attrs.items():
+    items = obj.attrs.items() if keys is None else ((k, obj.attrs[k]) for k in keys)
+    for key, value in items:
         if isinstance(value, bytes):
             value = value.decode()
         if isinstance(value, str):
@@ -170,10 +174,11 @@ class ChunkFile:
         h5_write_attrs(group, attrs)
         return group
 
-    def simulations(self) -> Iterator[tuple[dict[str, Any], Any]]:
-        """(attributes, group) of every simulation, by index."""
+    def simulations(self, keys: Sequence[str] | None = None) -> Iterator[tuple[dict[str, Any], Any]]:
+        """(attributes, group) of every simulation, by index; ``keys``: only these attributes."""
         for name in sorted_groups(self.h5, "sim_"):
-            yield h5_read_attrs(self.h5[name]), self.h5[name]
+            group = self.h5[name]
+            yield h5_read_attrs(group, keys), group
 
     @staticmethod
     def lightcones(sim_group) -> Iterator[tuple[int, Any]]:

@@ -31,6 +31,7 @@ Calibration checks and metrics are :mod:`clustersbi.calibration`.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -274,10 +275,91 @@ def ensemble_posterior(posteriors: Sequence[Any], weights: Sequence[float]):
     return EnsemblePosterior(list(posteriors), weights=[float(w) for w in weights])
 
 
-def _make_posterior(estimator, low, high, device):
-    from sbi.inference import DirectPosterior
+#: rounds of box-rejection proposals before :class:`BoxPosterior` gives up on an observation;
+#: round k proposes min(2^k, 64) samples per sample still wanted (~800 per sample in all)
+BOX_REJECTION_ROUNDS = 16
 
-    return DirectPosterior(estimator, build_prior(low, high, device), device=str(device))
+
+@functools.lru_cache(maxsize=None)  # one class: sbi's ensemble requires members of one type
+def _box_posterior_class():
+    from sbi.inference import DirectPosterior
+    from sbi.utils.sbiutils import within_support
+
+    class BoxPosterior(DirectPosterior):
+        """sbi's ``DirectPosterior`` whose rejection of samples outside the prior box cannot stall.
+
+        sbi rejects until every observation of a batch has its samples, whatever the
+        acceptance: an observation whose estimator puts all but 1e-4 of its mass outside the
+        box (a compression beyond a corner of the prior) then keeps a job busy for hours. Here
+        each observation gets up to :data:`BOX_REJECTION_ROUNDS` rounds of proposals (enough
+        for an acceptance of ~1e-3); one still short after them gets its accepted samples
+        resampled, or, with none, its proposals clipped to the box, and a warning. The
+        normalisation on the box (``leakage_correction``) is the in-box fraction of a fixed
+        number of proposals.
+        """
+
+        def sample_batched(self, sample_shape, x, max_sampling_batch_size: int = 10_000, show_progress_bars: bool = False,
+                           reject_outside_prior: bool = True, **kwargs):
+            from sbi.neural_nets.estimators.shape_handling import reshape_to_batch_event
+
+            est = self.posterior_estimator
+            x = reshape_to_batch_event(torch.as_tensor(x, device=self._device), event_shape=est.condition_shape)
+            n = torch.Size(sample_shape).numel()
+            if not reject_outside_prior:
+                return est.sample(torch.Size([n]), condition=x).reshape(*sample_shape, x.shape[0], -1)
+            kept: list[list[torch.Tensor]] = [[] for _ in range(x.shape[0])]
+            have = np.zeros(x.shape[0], dtype=int)
+            last = None
+            for k in range(BOX_REJECTION_ROUNDS):
+                todo = np.flatnonzero(have < n)
+                if todo.size == 0:
+                    break
+                m = int(min(2**k, 64) * min(n, max(1, max_sampling_batch_size // todo.size)))
+                with torch.no_grad():
+                    prop = est.sample(torch.Size([m]), condition=x[todo])  # (m, b, d)
+                inside = within_support(self.prior, prop.reshape(-1, prop.shape[-1])).reshape(prop.shape[:2])
+                for j, b in enumerate(todo):
+                    got = prop[inside[:, j], j]
+                    kept[b].append(got[: n - have[b]])
+                    have[b] += min(len(got), n - have[b])
+                last = (todo, prop)
+            out = []
+            for b in range(x.shape[0]):
+                s = torch.cat(kept[b]) if kept[b] else torch.empty(0, est.input_shape[0], device=x.device)
+                if len(s) < n:
+                    if len(s):
+                        s = torch.cat([s, s[torch.randint(len(s), (n - len(s),), device=s.device)]])
+                        log.warning("posterior of observation %d of the batch: %d of %d samples inside the prior box after %d "
+                                    "rounds; resampled with replacement", b, have[b], n, BOX_REJECTION_ROUNDS)
+                    else:
+                        j = int(np.flatnonzero(last[0] == b)[0])
+                        low, high = self.prior.support.base_constraint.lower_bound, self.prior.support.base_constraint.upper_bound
+                        s = torch.maximum(torch.minimum(last[1][:n, j], high), low)
+                        log.warning("posterior of observation %d of the batch: no sample inside the prior box after %d rounds; "
+                                    "proposals clipped to the box", b, BOX_REJECTION_ROUNDS)
+                out.append(s)
+            return torch.stack(out, dim=1).reshape(*sample_shape, x.shape[0], -1)
+
+        def sample(self, sample_shape=torch.Size(), x=None, **kwargs):
+            x = self._x_else_default_x(x)
+            return self.sample_batched(sample_shape, x, **{k: v for k, v in kwargs.items() if k != "show_progress_bars"})[..., 0, :]
+
+        def leakage_correction(self, x, num_rejection_samples: int = 10_000, force_update: bool = False,
+                               show_progress_bars: bool = False, rejection_sampling_batch_size: int = 10_000):
+            from sbi.neural_nets.estimators.shape_handling import reshape_to_batch_event
+
+            est = self.posterior_estimator
+            x = reshape_to_batch_event(torch.as_tensor(x, device=self._device), event_shape=est.condition_shape)
+            with torch.no_grad():
+                prop = est.sample(torch.Size([int(num_rejection_samples)]), condition=x)
+            inside = within_support(self.prior, prop.reshape(-1, prop.shape[-1])).reshape(prop.shape[:2])
+            return inside.float().mean(0).clamp_min(1.0 / num_rejection_samples).squeeze()
+
+    return BoxPosterior
+
+
+def _make_posterior(estimator, low, high, device):
+    return _box_posterior_class()(estimator, build_prior(low, high, device), device=str(device))
 
 
 def train_npe(

@@ -532,7 +532,7 @@ def exact_posteriors_part(training_file, sigma_file, table_file, model_cfg: Mapp
 
     ts = load_training_set(training_file)
     with h5py.File(training_file, "r") as f:
-        design_index = np.asarray(f.attrs["index"], dtype=int)
+        design_index = np.asarray(f["index"][()], dtype=int)
     by_name = priors_by_name(priors)
     names = free_parameter_names(priors)
     if list(ts.param_names) != names:

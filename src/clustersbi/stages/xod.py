@@ -14,7 +14,8 @@ Contracts (HDF5, written atomically):
   marginals of their ``xod``), in the layout of
   :func:`clustersbi.compress.data.write_training_set` (theta (N, P) the design parameters,
   x (N, ...), split (N,), attribute param_names), rows ordered by simulation index; the bin
-  edges, the statistic's marginal and ``index`` are extra attributes.
+  edges and the statistic's marginal are extra attributes, dataset ``index`` (N,) the
+  simulations' design indices.
 - rule ``observed_xod``: a survey catalogue CSV (config ``xod.observation.catalogue_csv``; one
   row per cluster, columns z and CR [cts/s, all bands] and HR, or per-band ``CR_<lo>-<hi>``
   columns to form them from: :func:`clustersbi.xod.load_catalogue_csv`) ->
@@ -88,7 +89,7 @@ def gather_xod(xod_files: Sequence[str | Path], out_file: str | Path, marginal: 
                 bins_attrs = attrs
             elif not all(np.array_equal(np.asarray(attrs[k]), np.asarray(bins_attrs[k])) for k in bins_attrs):
                 raise ValueError(f"{path}: XOD bins or marginal differ from the other chunks'")
-            for meta, group in f.simulations():
+            for meta, group in f.simulations(keys=("index", "theta", "split", "param_names")):
                 x = group["x"][()] if marginal is None else xod_marginal(group["xod"][()], marginal)
                 rows.append((int(meta["index"]), meta["theta"], x, meta["split"], meta["param_names"]))
     if not rows:
@@ -100,7 +101,9 @@ def gather_xod(xod_files: Sequence[str | Path], out_file: str | Path, marginal: 
         write_training_set(tmp, ts)
         with h5py.File(tmp, "a") as f:
             statistic = {} if marginal is None else {"marginal": marginal}
-            h5_write_attrs(f, {**bins_attrs, **statistic, "index": [r[0] for r in rows]})
+            h5_write_attrs(f, {**bins_attrs, **statistic})
+            # a dataset: as an attribute, more than ~8,000 indices overflow HDF5's 64 kB header message
+            f["index"] = np.array([r[0] for r in rows], dtype=np.int64)
 
 
 def observed_xod(catalogue_csv: str | Path, xod_cfg: Mapping[str, Any], out_file: str | Path,
