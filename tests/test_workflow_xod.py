@@ -204,7 +204,7 @@ def holdout_and_catalogue_runs(repo, xod_run, tiny_xod):
         assert "holdout" in f.attrs["observation"], f.attrs["observation"]
     ts = load_training_set(xod_run / "results" / "training" / "xod.h5")
     with h5py.File(xod_run / "results" / "training" / "xod.h5", "r") as f:
-        index = int(np.asarray(f.attrs["index"])[np.flatnonzero(ts.mask("holdout"))[0]])
+        index = int(f["index"][np.flatnonzero(ts.mask("holdout"))[0]])
     cats = []
     for path in sorted((xod_run / "results" / "xray" / "catalogs").glob("chunk_*.h5")):
         with h5py.File(path, "r") as f:
@@ -248,7 +248,7 @@ def test_survey_catalogue_posterior_equals_its_mocks(holdout_and_catalogue_runs,
 
     compressed = load_training_set(workdir / "results" / "compressed" / "xod.h5")
     with h5py.File(workdir / "results" / "training" / "xod.h5", "r") as f:
-        row = list(np.asarray(f.attrs["index"])).index(index)
+        row = list(f["index"][()]).index(index)
     with h5py.File(workdir / "results" / "observation" / "compressed" / "xod.h5", "r") as f:
         observed = f["x"][()]
     np.testing.assert_allclose(observed, compressed.x[row], rtol=OBSERVED_COMPRESSED_RTOL, atol=1e-7)
