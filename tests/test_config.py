@@ -264,7 +264,7 @@ def test_dataclass_defaults_are_the_schemas(schema, cls, section, stage_keys, de
 
 def test_input_spec_defaults_are_every_kinds(schema):
     kinds = schema["properties"]["compress"]["properties"]["inputs"]["properties"]
-    assert set(kinds) == {"abundance", "power_spectrum", "fields", *XOD_STATISTICS}
+    assert set(kinds) == {"abundance", "power_spectrum", "fields", "catalogue", *XOD_STATISTICS}
     defaults = _field_defaults(InputSpec)
     for kind, sub in kinds.items():
         props = sub["properties"]

@@ -141,7 +141,7 @@ def write_training_set(path: str | os.PathLike, ts: TrainingSet) -> None:
 # --------------------------------------------------------------------------- transforms
 
 TransformName = Literal["none", "log10p1", "log10"]
-StandardizeName = Literal["global", "per_feature", "minmax", "none"]
+StandardizeName = Literal["global", "per_feature", "per_column", "minmax", "none"]
 
 
 @dataclass
@@ -195,11 +195,22 @@ def fit_input_transform(
         x_train: (N_train, ...) summaries.
         transform: pointwise function applied first.
         standardize: "global" (one mean/std over samples and bins, mls sect. 3.2),
-            "per_feature" (mean/std per bin), "minmax" (to [0, 1], cerardi sect. 3.1), "none".
+            "per_feature" (mean/std per bin), "per_column" (mean/std of each column of the last
+            axis over every other axis, NaN entries ignored: a catalogue's features, its
+            NaN rows padding), "minmax" (to [0, 1], cerardi sect. 3.1), "none".
     """
     fx = _pointwise(x_train, transform)
     if standardize == "none":
         return InputTransform(transform, standardize, 0.0, 1.0)
+    if standardize == "per_column":
+        cols = fx.reshape(-1, fx.shape[-1]) if fx.ndim > 1 else fx.reshape(-1, 1)
+        finite = np.isfinite(cols)
+        n = finite.sum(axis=0)
+        safe = np.where(finite, cols, 0.0)
+        shift = np.where(n > 0, safe.sum(axis=0) / np.maximum(n, 1), 0.0)
+        var = np.where(finite, (cols - shift) ** 2, 0.0).sum(axis=0) / np.maximum(n, 1)
+        scale = np.sqrt(var)
+        return InputTransform(transform, standardize, shift, np.where(scale > 0, scale, 1.0))
     if standardize == "global":
         shift, scale = float(fx.mean()), float(fx.std())
     elif standardize == "per_feature":
@@ -210,7 +221,7 @@ def fit_input_transform(
         shift, scale = lo, hi - lo
     else:
         raise ValueError(
-            f"standardize must be one of global, per_feature, minmax, none; got {standardize!r}"
+            f"standardize must be one of global, per_feature, per_column, minmax, none; got {standardize!r}"
         )
     if np.isscalar(scale) and not scale > 0:
         scale = 1.0  # a constant input: leave it centred, do not divide by zero

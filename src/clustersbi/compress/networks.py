@@ -21,9 +21,17 @@ Extractors:
   shortcut), each followed by a 2x2 max-pooling (ceil mode, so small diagrams never reach size
   0); then flattened; the head's 2 hidden layers and output layer are the 3 dense layers of
   cerardi sect. 3.1.
+- ``catalogue_encoder``: the interpretable per-cluster encoder of Ntampaka et al. (sect. 3.1,
+  Table 3, Fig. 5) on a cluster catalogue, :class:`CatalogueEncoder`: a "repeated network"
+  applied to each cluster alone (no information flows between clusters) down to one *terse*
+  value per cluster, the supplementary inputs (e.g. a noisy mass proxy) concatenated at the
+  terse layer, the clusters sorted by brightness, a 1D CNN over the sorted list (kernel-4
+  zero-padded convolutions and 2x mean pooling) and a masked global pooling, so that any
+  number of clusters, none included, gives a fixed-size output.
 
 Input tensors are channels-first: (N, C, H, W) for ``xod_resnet``, (N, C, D, H, W) for
-``cnn3d``, (N, ...) for the FC extractors.
+``cnn3d``, (N, ...) for the FC extractors, (N, n_max, n_features) NaN-padded catalogues for
+``catalogue_encoder``.
 """
 
 from __future__ import annotations
@@ -39,13 +47,15 @@ __all__ = [
     "MLPExtractor",
     "CNN3DExtractor",
     "XODResNetExtractor",
+    "CatalogueEncoder",
+    "ENCODER_DEFAULTS",
     "RegressionHead",
     "Compressor",
     "build_extractor",
     "n_outputs",
 ]
 
-ExtractorName = Literal["identity", "mlp", "cnn3d", "xod_resnet"]
+ExtractorName = Literal["identity", "mlp", "cnn3d", "xod_resnet", "catalogue_encoder"]
 LossName = Literal["mse", "gaussian_nll"]
 
 
@@ -169,6 +179,149 @@ class XODResNetExtractor(nn.Module):
         return self.net(x).flatten(1)
 
 
+#: Settings of :class:`CatalogueEncoder` (config ``compress.encoder``; the schema holds the same
+#: defaults). ``sort_column`` and ``supplementary`` are columns of the catalogue's last axis,
+#: set by the compress stage from the training set's feature names.
+ENCODER_DEFAULTS: dict = {
+    "hidden": [64, 64, 32],
+    "channels": [32, 64],
+    "kernel_size": 4,
+    "negative_slope": 0.01,
+    "sort_column": 0,
+    "supplementary": [],
+}
+
+
+def _lexsort_descending(keys: torch.Tensor) -> torch.Tensor:
+    """Indices (N, L) sorting each row of ``keys`` (N, L, K) in descending lexicographic order:
+    key 0 first, ties broken by key 1, then key 2, ... (stable sorts from the last key)."""
+    n, length, n_keys = keys.shape
+    order = torch.arange(length, device=keys.device).expand(n, length)
+    for k in range(n_keys - 1, -1, -1):
+        vals = torch.gather(keys[..., k], 1, order)
+        idx = torch.sort(vals, dim=1, descending=True, stable=True).indices
+        order = torch.gather(order, 1, idx)
+    return order
+
+
+class CatalogueEncoder(nn.Module):
+    """The interpretable per-cluster encoder (Ntampaka et al., sect. 3.1, Table 3, Fig. 5).
+
+    Input: (N, L, F) catalogues, one row per cluster, padded with NaN rows to the batch's
+    length L (a row that is NaN in every column is no cluster; a NaN in a real cluster's row is
+    read as 0, the training mean after standardisation). Steps:
+
+    1. the *repeated network*: one MLP (Linear + leaky ReLU layers of widths ``hidden``, then a
+       linear layer to one value) applied to every cluster's non-supplementary features alone,
+       the paper's 1 x w convolutions: the *terse* value of a cluster depends on no other
+       cluster (:meth:`terse`);
+    2. the supplementary columns (the paper's weak-lensing mass and L_X) joined to the terse
+       value: (N, L, 1 + n_supplementary) at the terse layer;
+    3. clusters sorted by the ``sort_column`` (brightness), brightest first, ties broken by the
+       other columns in order, so that permuting clusters of equal brightness changes nothing;
+       padding sorts last;
+    4. a 1D CNN over the sorted list: per entry of ``channels`` a convolution of
+       ``kernel_size`` (zero padded, "same" length), leaky ReLU, then a 2x mean pooling, padded
+       entries zeroed after every layer (so the output does not depend on how much padding a
+       batch has: the list is extended with zeros to a multiple of 2^len(channels) first);
+    5. masked global pooling: the mean and the maximum of each channel over the catalogue's
+       entries, plus log(1 + n_clusters) and an empty-catalogue flag. A catalogue with no
+       cluster gives zero pooled features and the flag 1 (explicit: the head learns its
+       estimate), so the output has 2 channels[-1] + 2 features whatever the number of
+       clusters. The paper's global max pooling alone forgets the number of clusters; the
+       count is kept here because it carries the abundance information.
+
+    Args:
+        in_shape: (L, F) per sample (L, the training set's padded length, is not a parameter).
+        hidden, channels, kernel_size, negative_slope, sort_column, supplementary: see
+            :data:`ENCODER_DEFAULTS`.
+    """
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        hidden: Sequence[int] = (64, 64, 32),
+        channels: Sequence[int] = (32, 64),
+        kernel_size: int = 4,
+        negative_slope: float = 0.01,
+        sort_column: int = 0,
+        supplementary: Sequence[int] = (),
+    ):
+        super().__init__()
+        if len(in_shape) != 2:
+            raise ValueError(f"catalogue_encoder in_shape must be (n_clusters, n_features), got {tuple(in_shape)}")
+        n_features = int(in_shape[1])
+        self.supplementary = [int(c) for c in supplementary]
+        bad = [c for c in [*self.supplementary, int(sort_column)] if not 0 <= c < n_features]
+        if bad:
+            raise ValueError(f"catalogue_encoder columns {bad} outside the {n_features} features")
+        self.sort_column = int(sort_column)
+        self.encoder_columns = [c for c in range(n_features) if c not in self.supplementary]
+        if not self.encoder_columns:
+            raise ValueError("catalogue_encoder: every feature is supplementary; the repeated network has no input")
+        if len(channels) < 1 or int(kernel_size) < 1:
+            raise ValueError("catalogue_encoder needs at least one channel entry and kernel_size >= 1")
+        self.negative_slope = float(negative_slope)
+        layers: list[nn.Module] = []
+        c_in = len(self.encoder_columns)
+        for h in hidden:
+            layers += [nn.Linear(c_in, int(h)), nn.LeakyReLU(self.negative_slope)]
+            c_in = int(h)
+        layers.append(nn.Linear(c_in, 1))  # the terse value: linear
+        self.repeated = nn.Sequential(*layers)
+        c_in = 1 + len(self.supplementary)
+        self.convs = nn.ModuleList()
+        for c_out in channels:
+            self.convs.append(nn.Conv1d(c_in, int(c_out), int(kernel_size)))
+            c_in = int(c_out)
+        self.act = nn.LeakyReLU(self.negative_slope)
+        k = int(kernel_size)
+        self._pad = ((k - 1) // 2, k // 2)  # zero padding keeping the length ("same", as torch pads it)
+        self.out_features = 2 * c_in + 2
+
+    @staticmethod
+    def mask_of(x: torch.Tensor) -> torch.Tensor:
+        """(N, L) True where a row holds a cluster (not NaN in every column)."""
+        return ~torch.isnan(x).all(dim=-1)
+
+    def terse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Terse value of every cluster, in input order: ((N, L), mask (N, L)); 0 for padding."""
+        mask = self.mask_of(x)
+        x0 = torch.nan_to_num(x, nan=0.0)
+        t = self.repeated(x0[..., self.encoder_columns]).squeeze(-1)
+        return t * mask, mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t, mask = self.terse(x)
+        x0 = torch.nan_to_num(x, nan=0.0)
+        m = mask.unsqueeze(-1).to(x0.dtype)
+        z = torch.cat([t.unsqueeze(-1), x0[..., self.supplementary]], dim=-1) * m  # (N, L, C) terse layer
+        # brightest first; ties by the other columns; padding (-inf in every key) last
+        keys = torch.cat([x0[..., [self.sort_column]], x0], dim=-1)
+        keys = torch.where(mask.unsqueeze(-1), keys, torch.full_like(keys, -math.inf))
+        order = _lexsort_descending(keys)
+        z = torch.gather(z, 1, order.unsqueeze(-1).expand_as(z))
+        m = torch.gather(m, 1, order.unsqueeze(-1))
+        # zeros to a multiple of 2^n_pool: every pooling window is whole whatever the padding
+        step = 2 ** len(self.convs)
+        length = z.shape[1]
+        extra = (-length) % step if length else step
+        if extra:
+            z = torch.cat([z, z.new_zeros(z.shape[0], extra, z.shape[2])], dim=1)
+            m = torch.cat([m, m.new_zeros(m.shape[0], extra, 1)], dim=1)
+        h, m = z.transpose(1, 2), m.transpose(1, 2)  # (N, C, L), (N, 1, L)
+        for conv in self.convs:
+            h = self.act(conv(nn.functional.pad(h, self._pad))) * m
+            h = nn.functional.avg_pool1d(h, 2)
+            m = nn.functional.max_pool1d(m, 2)
+        n_valid = m.sum(dim=-1)  # (N, 1) entries after pooling
+        mean = h.sum(dim=-1) / n_valid.clamp(min=1.0)
+        peak = torch.where(m > 0, h, torch.full_like(h, -math.inf)).amax(dim=-1)
+        peak = torch.where(n_valid > 0, peak, torch.zeros_like(peak))
+        n = mask.sum(dim=1, keepdim=True).to(h.dtype)
+        return torch.cat([mean, peak, torch.log1p(n), (n == 0).to(h.dtype)], dim=1)
+
+
 class RegressionHead(nn.Module):
     """Final FC regression network (mls sect. 3.1): hidden FC layers, then a bare Linear."""
 
@@ -201,6 +354,7 @@ def build_extractor(
     n_blocks: int = 5,
     resnet_channels: Sequence[int] = (16, 32, 64, 128),
     resnet_convs_per_block: int = 3,
+    encoder: Mapping | None = None,
 ) -> nn.Module:
     """One feature extractor by name; ``in_shape`` is the channels-first per-sample shape."""
     if name == "identity":
@@ -211,7 +365,13 @@ def build_extractor(
         return CNN3DExtractor(in_shape, n_channels_first, n_conv_per_block, n_blocks)
     if name == "xod_resnet":
         return XODResNetExtractor(in_shape, resnet_channels, resnet_convs_per_block)
-    raise ValueError(f"extractor must be one of identity, mlp, cnn3d, xod_resnet; got {name!r}")
+    if name == "catalogue_encoder":
+        settings = {**ENCODER_DEFAULTS, **dict(encoder or {})}
+        unknown = sorted(set(settings) - set(ENCODER_DEFAULTS))
+        if unknown:
+            raise ValueError(f"unknown catalogue_encoder settings {unknown}; known: {sorted(ENCODER_DEFAULTS)}")
+        return CatalogueEncoder(in_shape, **settings)
+    raise ValueError(f"extractor must be one of identity, mlp, cnn3d, xod_resnet, catalogue_encoder; got {name!r}")
 
 
 class Compressor(nn.Module):

@@ -74,7 +74,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ArchitectureName = Literal["mlp", "xod_resnet", "cnn3d", "combined"]
+ArchitectureName = Literal["mlp", "xod_resnet", "cnn3d", "catalogue_encoder", "combined"]
 ARCHITECTURES = get_args(ArchitectureName)
 _SPATIAL_NDIM = {"xod_resnet": 2, "cnn3d": 3}
 
@@ -89,10 +89,10 @@ class InputSpec:
     """How one named summary enters the network (one entry of the schema's ``compress.inputs``).
 
     Attributes:
-        extractor: identity | mlp | cnn3d | xod_resnet (set from ``architecture`` unless
-            the architecture is ``combined``).
+        extractor: identity | mlp | cnn3d | xod_resnet | catalogue_encoder (set from
+            ``architecture`` unless the architecture is ``combined``).
         transform: none | log10p1 (counts) | log10 (spectra).
-        standardize: global | per_feature | minmax | none.
+        standardize: global | per_feature | per_column | minmax | none.
         channel_axis: per-sample axis holding channels (the XOD's redshift axis, a field's
             channels), moved to the front; None: a channel axis of size 1 is added when the
             sample has only spatial axes, otherwise channels are taken to be first.
@@ -112,7 +112,10 @@ class CompressorConfig:
     """Resolved compressor configuration (every key of the workflow's ``compress`` section).
 
     ``architecture`` and ``inputs`` come from the training set's summary kinds
-    (:func:`clustersbi.stages.compress.compressor_config`).
+    (:func:`clustersbi.stages.compress.compressor_config`). ``encoder``: settings of the
+    ``catalogue_encoder`` extractor (:data:`clustersbi.compress.networks.ENCODER_DEFAULTS`
+    for the keys it omits); the stage adds the columns it sorts by and joins at the terse
+    layer from the training set's feature names.
     """
 
     architecture: ArchitectureName
@@ -136,6 +139,7 @@ class CompressorConfig:
     scheduler_patience: int = 10
     scheduler_factor: float = 0.5
     seed: int = 0
+    encoder: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.inputs = {
@@ -228,6 +232,7 @@ def build_compressor(config: CompressorConfig, in_shapes: Mapping[str, tuple[int
             n_blocks=config.n_blocks,
             resnet_channels=config.resnet_channels,
             resnet_convs_per_block=config.resnet_convs_per_block,
+            encoder=config.encoder,
         )
     n_feat = sum(e.out_features for e in extractors.values())
     head = RegressionHead(n_feat, config.head_hidden, config.dropout, n_outputs(n_params, config.loss))

@@ -31,17 +31,39 @@ from ..compress.data import TrainingSet, load_training_set, write_training_set
 from ..compress.train import compress, config_from_dict, load_compressor, train_compressor, tune_compressor
 from ..design import inference_names, priors_by_name, to_inference_coordinates
 
-__all__ = ["compressor_config", "train_compressor_stage", "compress_stage", "compress_observation_stage", "tune_compressor_stage"]
+__all__ = ["catalogue_layout", "compressor_config", "train_compressor_stage", "compress_stage", "compress_observation_stage", "tune_compressor_stage"]
 
 logger = logging.getLogger(__name__)
 
 
-def compressor_config(summary: str, compress: Mapping[str, Any]):
+def catalogue_layout(training_file) -> dict[str, Any] | None:
+    """The columns a ``catalogue_encoder`` sorts by and joins at the terse layer, from a
+    catalogue training set's attributes (``feature_names``, ``sort_feature``,
+    ``supplementary_features``: :mod:`clustersbi.stages.catalogue`); None for other training sets."""
+    import h5py
+
+    from ..io import h5_read_attrs
+
+    with h5py.File(training_file, "r") as f:
+        attrs = h5_read_attrs(f)
+    if "feature_names" not in attrs:
+        return None
+    names = [str(n) for n in attrs["feature_names"]]
+    wanted = [str(n) for n in attrs.get("supplementary_features", [])]
+    missing = sorted(set(wanted + [str(attrs["sort_feature"])]) - set(names))
+    if missing:
+        raise ValueError(f"{training_file}: features {missing} named in its attributes are not among {names}")
+    return {"sort_column": names.index(str(attrs["sort_feature"])), "supplementary": [names.index(n) for n in wanted]}
+
+
+def compressor_config(summary: str, compress: Mapping[str, Any], layout: Mapping[str, Any] | None = None):
     """The :class:`CompressorConfig` for a training set named ``a`` or ``a+b+...``.
 
     One input: the architecture is that input's extractor (``mlp`` inputs feed the
     regression head directly). Several inputs: feature extractors concatenated into the
-    head (architecture ``combined``; the papers' CA+PS, CA+CNN, ...).
+    head (architecture ``combined``; the papers' CA+PS, CA+CNN, ...). ``layout``: the
+    catalogue columns of a ``catalogue_encoder`` (:func:`catalogue_layout`), added to the
+    ``encoder`` settings.
     """
     kinds = summary.split("+")
     inputs = {}
@@ -58,6 +80,7 @@ def compressor_config(summary: str, compress: Mapping[str, Any]):
     else:
         architecture = "combined"
     settings = {k: v for k, v in compress.items() if k not in ("inputs", "tune")}
+    settings["encoder"] = {**dict(compress.get("encoder", {})), **dict(layout or {})}
     return config_from_dict({**settings, "architecture": architecture, "inputs": inputs})
 
 
@@ -71,7 +94,8 @@ def train_compressor_stage(training_file, summary: str, compress: Mapping[str, A
     for split in ("train", "val"):
         if not ts.mask(split).any():
             raise ValueError(f"{training_file}: no '{split}' rows; grow design.n_simulations or change design.splits")
-    result = train_compressor(ts, compressor_config(summary, compress), Path(model_file).parent)
+    config = compressor_config(summary, compress, catalogue_layout(training_file))
+    result = train_compressor(ts, config, Path(model_file).parent)
     logger.info("compressor %s: best val loss %.4g at epoch %d", summary, result.best_val_loss, result.best_epoch)
 
 
@@ -133,6 +157,7 @@ def tune_compressor_stage(training_file, summary: str, compress: Mapping[str, An
     """
     tune = compress["tune"]
     tune_compressor(
-        load_training_set(training_file), compressor_config(summary, compress), Path(tuning_file).parent,
+        load_training_set(training_file), compressor_config(summary, compress, catalogue_layout(training_file)),
+        Path(tuning_file).parent,
         n_trials=int(tune["n_trials"]), n_startup_trials=int(tune["n_startup_trials"]), seed=int(compress["seed"]),
     )
