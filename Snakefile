@@ -26,6 +26,7 @@ include: "workflow/rules/ldl.smk"
 include: "workflow/rules/xray.smk"
 include: "workflow/rules/xod.smk"
 include: "workflow/rules/analytic.smk"
+include: "workflow/rules/catalogue.smk"
 include: "workflow/rules/compress.smk"
 include: "workflow/rules/infer.smk"
 

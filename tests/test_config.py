@@ -311,3 +311,19 @@ def test_xod_analyses_infer_from_single_table3_statistics(repo):
         config["inference"]["summaries"] = ["xod", bad]
         with pytest.raises(ConfigError, match=rf"inference.summaries\[1\]: '{re.escape(bad)}'.*{message}"):
             validate_config(copy.deepcopy(config), repo / SCHEMA)
+
+
+def test_the_catalogue_is_inferred_alone_by_both_simulated_analyses(repo):
+    for name in ("tiny.yaml", "tiny_xod.yaml"):
+        config = load_yaml(repo / "tests" / "config" / name)
+        config["inference"]["summaries"] = ["catalogue"]
+        resolved = validate_config(copy.deepcopy(config), repo / SCHEMA)
+        assert resolved["catalogue"]["supplementary"] is None and resolved["compress"]["encoder"]["kernel_size"] == 4
+    config = load_yaml(repo / "tests" / "config" / "tiny.yaml")
+    config["inference"]["summaries"] = ["abundance", "catalogue+abundance"]
+    with pytest.raises(ConfigError, match=r"inference.summaries\[1\]: 'catalogue\+abundance'.*alone"):
+        validate_config(copy.deepcopy(config), repo / SCHEMA)
+    config = load_yaml(repo / "tests" / "config" / "tiny_analytic.yaml")
+    config["inference"]["summaries"] = ["catalogue"]
+    with pytest.raises(ConfigError, match="does not produce"):
+        validate_config(copy.deepcopy(config), repo / SCHEMA)

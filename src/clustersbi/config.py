@@ -379,7 +379,12 @@ def _check_inference_summaries(config: Mapping[str, Any]) -> None:
     analysis = config.get("analysis", "scaling")
     # the XOD analyses gather every XOD statistic of cerardi Table 3 (clustersbi.xod.XOD_STATISTICS)
     produced = set(config.get("summaries", {}).get("kinds", [])) if analysis == "scaling" else set(XOD_STATISTICS)
+    if analysis in ("scaling", "ldl"):
+        produced.add("catalogue")  # the per-cluster feature tables of the catalogue stage
     for i, name in enumerate(config.get("inference", {}).get("summaries", [])):
+        if "catalogue" in name.split("+") and name != "catalogue":
+            raise ConfigError(f"inference.summaries[{i}]: '{name}': the catalogue encoder takes the catalogue alone, "
+                              "not combined with other summaries")
         if analysis != "scaling" and "+" in name:
             raise ConfigError(f"inference.summaries[{i}]: '{name}': analysis '{analysis}' infers from one XOD statistic "
                               f"at a time ({', '.join(XOD_STATISTICS)}), not combinations")

@@ -79,6 +79,8 @@ class SeedStream:
     #: observational noise of the X-ray maps: (simulation, lightcone, slab; n_slabs = the summed map)
     XRAY_NOISE = 8
     ANALYTIC_MOCK = 9  # analytic mock XOD draw: (index); its exact-posterior chain: (index, 1)
+    #: the noisy mass proxy of the catalogue features: (simulation, inner point)
+    MASS_PROXY = 10
     #: LDL training boxes and network initialisations (kept apart from the design's streams)
     LDL_TRAINING = 100
 

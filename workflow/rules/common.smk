@@ -147,6 +147,27 @@ def compressor_threads(wildcards):
     return 1 if all(config["compress"]["inputs"][k]["extractor"] == "mlp" for k in kinds) else 2
 
 
+def catalogue_chunk_inputs(wildcards):
+    """What a chunk's feature tables are made of: the halo catalogues and the summaries file
+    (its list of empty mocks) for scaling; the detections and their maps for ldl."""
+    if config["analysis"] == "scaling":
+        return {"catalogs": f"results/catalogs/chunk_{wildcards.chunk}.h5",
+                "summaries": f"results/summaries/chunk_{wildcards.chunk}.h5"}
+    return {"catalogs": f"results/xray/catalogs/chunk_{wildcards.chunk}.h5",
+            "maps": f"results/xray/maps/chunk_{wildcards.chunk}.h5"}
+
+
+def compressor_settings(summary):
+    """The ``compress`` keys the compressor of ``summary`` depends on: its kinds' inputs, the
+    catalogue encoder's settings for the catalogue only, never the Optuna search (tune)."""
+    kinds = summary.split("+")
+    settings = {k: v for k, v in config["compress"].items() if k not in ("tune", "inputs", "encoder")}
+    settings["inputs"] = {k: config["compress"]["inputs"][k] for k in kinds if k in config["compress"]["inputs"]}
+    if "catalogue" in kinds:
+        settings["encoder"] = config["compress"]["encoder"]
+    return canonical(settings)
+
+
 def analytic_model():
     """What the expected XOD depends on besides the parameters: XOD bins, CR cut, quadrature, L-T band."""
     return canonical({
@@ -188,7 +209,8 @@ def final_outputs():
     analysis), the configured analysis's observables and summaries, and the inference on them;
     with analysis ldl, the simulated XODs against the analytic model too.
 
-    Each stage's products are the ``*_TARGETS`` list of its own rules file.
+    Each stage's products are the ``*_TARGETS`` list of its own rules file (the catalogue
+    encoder's interpretation when ``inference.summaries`` names the catalogue).
     """
     if config["analysis"] == "analytic":
         # no simulation: no linear power per design point either
@@ -198,4 +220,4 @@ def final_outputs():
         outputs += SIMULATE_TARGETS + SUMMARIES_TARGETS
     else:
         outputs += LDL_TARGETS + XRAY_TARGETS + XOD_TARGETS + ANALYTIC_VS_SIMULATED_TARGETS
-    return outputs + INFER_TARGETS
+    return outputs + CATALOGUE_TARGETS + INFER_TARGETS

@@ -11,8 +11,9 @@ rule train_compressor:
         config="results/models/compressor/{summary}/config.json",
         # last.pt beside them, the resume point, is no output: training removes it when it completes
     params:
-        # the Optuna search settings (tune) do not change a training
-        compress=canonical({k: v for k, v in config["compress"].items() if k != "tune"}),
+        # the Optuna search settings (tune), other kinds' inputs and, but for a catalogue, the
+        # encoder's settings do not change a training
+        compress=lambda wildcards: compressor_settings(wildcards.summary),
     log:
         "logs/models/compressor/{summary}.log",
     benchmark:

@@ -37,7 +37,7 @@ from ..io import atomic_path, write_json
 from ..npe import load_npe, npe_config_from_dict, sample_posteriors, save_npe, train_npe_ensemble
 
 __all__ = ["train_npe_stage", "observation_summary", "lc2st_observations", "evaluate_npe_stage", "prior_sigma68",
-           "xod_statistics_table"]
+           "xod_statistics_table", "compressor_comparison_table"]
 
 #: infer keys that do not change the trained NPE (rule train_npe does not receive them)
 EVALUATION_KEYS = ("observation", "diagnostics")
@@ -147,6 +147,45 @@ def xod_statistics_table(metrics_files: Mapping[str, Any], marginals: Mapping[st
             obs = float(metrics["observation"]["per_parameter"][name]["sigma68"])
             row.update({f"{name}_sigma68_test": test, f"{name}_sigma68_test_over_prior": test / prior,
                         f"{name}_sigma68_observation": obs, f"{name}_sigma68_prior": prior})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    return table
+
+
+def compressor_comparison_table(metrics_files: Mapping[str, Any], calibration_files: Mapping[str, Any],
+                                extractors: Mapping[str, str], priors: Mapping[str, Any], out_csv) -> "pd.DataFrame":
+    """Rule ``compare_compressors``: one row per inferred summary (the catalogue encoder and the
+    compressors it is compared with, on the same design), from their ``metrics.json`` and
+    ``calibration.json`` (:func:`evaluate_npe_stage`).
+
+    Columns: summary, extractor, the (Omega_m, sigma_8) FoM (test median, observation) when both
+    are inferred, per parameter inferred by every summary the mean test 68% half-width, its ratio
+    to the prior's and R^2 of the posterior mean, then the smallest SBC KS p-value over the
+    parameters, the TARP ATC and KS p-value.
+    """
+    import json
+
+    import pandas as pd
+
+    by_name = priors_by_name(priors)
+    metrics = {s: json.loads(open(p).read()) for s, p in metrics_files.items()}
+    calibration = {s: json.loads(open(p).read()) for s, p in calibration_files.items()}
+    common = [n for n in next(iter(metrics.values()))["per_parameter"] if all(n in m["per_parameter"] for m in metrics.values())]
+    rows = []
+    for summary, m in metrics.items():
+        c = calibration[summary]
+        row = {"summary": summary, "extractor": extractors[summary], "fom_test_median": m.get("fom_median"),
+               "fom_observation": m["observation"].get("fom")}
+        for name in common:
+            original = name[3:] if name.startswith("ln_") else name
+            test = float(m["per_parameter"][name]["sigma68_mean"])
+            row.update({f"{name}_sigma68_test": test, f"{name}_sigma68_test_over_prior": test / prior_sigma68(original, by_name),
+                        f"{name}_r2": m["per_parameter"][name].get("r2")})
+        pvals = [v for v in (c.get("sbc_ks_pvals") or {}).values() if v is not None]
+        row.update({"sbc_ks_pval_min": min(pvals) if pvals else None, "tarp_atc": c.get("tarp_atc"),
+                    "tarp_ks_pval": c.get("tarp_ks_pval")})
         rows.append(row)
     table = pd.DataFrame(rows)
     with atomic_path(out_csv) as tmp:
