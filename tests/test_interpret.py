@@ -15,6 +15,7 @@ from clustersbi import interpret as it
 from clustersbi.compress import CompressorConfig, TrainingSet, train_compressor, write_training_set
 from clustersbi.compress.networks import CatalogueEncoder
 from clustersbi.io import h5_write_attrs
+from clustersbi.plots.catalogue import plot_interpretation
 from clustersbi.stages.catalogue import interpret_catalogue_stage
 
 
@@ -84,7 +85,8 @@ def test_interpret_stage_on_a_trained_toy(tmp_path):
     out = tmp_path / "interpretation.json"
     interpret_catalogue_stage(training, tmp_path / "model" / "model.pt",
                               {"split": "test", "mass_thresholds": [14.0, 14.3], "n_mass_bins": 3, "overspecialized_rho": 0.1},
-                              out, plots)
+                              out, tmp_path / "clusters.h5")
+    plot_interpretation(tmp_path / "clusters.h5", out, plots)
     summary = json.loads(out.read_text())
     n_clusters = int((~np.isnan(x[175:]).all(-1)).sum())
     assert summary["n_clusters"] == n_clusters and summary["mass_proxy"] == "log_mass_proxy"

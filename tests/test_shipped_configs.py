@@ -23,7 +23,7 @@ def _configs(repo):
     return sorted((repo / "config").glob("*.yaml"))
 
 
-@pytest.mark.parametrize("name", ["analytic", "config", "fields", "fields_paper", "xod", "xod_realistic"])
+@pytest.mark.parametrize("name", ["analytic", "config", "encoder", "fields", "fields_paper", "xod", "xod_realistic"])
 def test_shipped_config_builds_its_dag(repo, tmp_path, name):
     path = repo / "config" / f"{name}.yaml"
     assert path in _configs(repo), f"config/{name}.yaml is not shipped; update this list"
@@ -42,5 +42,5 @@ def test_shipped_config_builds_its_dag(repo, tmp_path, name):
 
 
 def test_every_shipped_config_is_listed(repo):
-    listed = {"analytic", "config", "fields", "fields_paper", "xod", "xod_realistic"}
+    listed = {"analytic", "config", "encoder", "fields", "fields_paper", "xod", "xod_realistic"}
     assert {p.stem for p in _configs(repo)} == listed

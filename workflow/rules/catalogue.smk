@@ -63,6 +63,7 @@ rule interpret_catalogue:
         config="results/models/compressor/catalogue/config.json",
     output:
         summary="results/interpret/catalogue/interpretation.json",
+        clusters="results/interpret/catalogue/clusters.h5",
         leave_one_out=report("results/plots/interpret/catalogue_leave_one_out.png", caption="../report/interpret_leave_one_out.rst", category="Interpretation"),
         saliency=report("results/plots/interpret/catalogue_saliency.png", caption="../report/interpret_saliency.rst", category="Interpretation"),
         terse=report("results/plots/interpret/catalogue_terse.png", caption="../report/interpret_terse.rst", category="Interpretation"),
@@ -82,31 +83,3 @@ rule interpret_catalogue:
     script:
         "../scripts/interpret_catalogue.py"
 
-
-# the catalogue encoder against the other inferred compressors (the abundance MLP of the scaling
-# analysis, the XOD ResNet of the ldl analysis), on the same design
-COMPARED = config["inference"]["summaries"] if "catalogue" in config["inference"]["summaries"] else []
-if len(COMPARED) > 1:
-    CATALOGUE_TARGETS.append("results/inference/compressors.csv")
-
-
-rule compare_compressors:
-    input:
-        metrics=expand("results/inference/{summary}/metrics.json", summary=COMPARED),
-        calibration=expand("results/inference/{summary}/calibration.json", summary=COMPARED),
-    output:
-        table="results/inference/compressors.csv",
-    params:
-        summaries=COMPARED,
-        extractors={s: "+".join(config["compress"]["inputs"][k]["extractor"] for k in s.split("+")) for s in COMPARED},
-        priors=canonical(config["priors"]),
-    log:
-        "logs/inference/compressors.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../../envs/learn.yaml"
-    script:
-        "../scripts/compare_compressors.py"

@@ -115,3 +115,32 @@ rule compare_xod_statistics:
         "../../envs/learn.yaml"
     script:
         "../scripts/compare_xod_statistics.py"
+
+
+# the catalogue encoder against the other inferred compressors (the abundance MLP of the scaling
+# analysis, the XOD ResNet of the ldl analysis), on the same design
+COMPARED = config["inference"]["summaries"] if "catalogue" in config["inference"]["summaries"] else []
+if len(COMPARED) > 1:
+    INFER_TARGETS.append("results/inference/compressors.csv")
+
+
+rule compare_compressors:
+    input:
+        metrics=expand("results/inference/{summary}/metrics.json", summary=COMPARED),
+        calibration=expand("results/inference/{summary}/calibration.json", summary=COMPARED),
+    output:
+        table="results/inference/compressors.csv",
+    params:
+        summaries=COMPARED,
+        extractors={s: "+".join(config["compress"]["inputs"][k]["extractor"] for k in s.split("+")) for s in COMPARED},
+        priors=canonical(config["priors"]),
+    log:
+        "logs/inference/compressors.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/learn.yaml"
+    script:
+        "../scripts/compare_compressors.py"

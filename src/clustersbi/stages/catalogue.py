@@ -39,7 +39,9 @@ Contracts (HDF5, written atomically):
   value's correlations with the true mass, every feature, the number of clusters and every
   parameter, its partial correlations with each parameter at fixed mass and the
   ``overspecialized`` warnings, the terse value as a mass proxy) and the figures
-  ``results/plots/interpret/catalogue_{leave_one_out,saliency,terse,mass_proxy}.png``.
+  ``results/plots/interpret/catalogue_{leave_one_out,saliency,terse,mass_proxy}.png``
+  (:mod:`clustersbi.plots.catalogue`, from ``results/interpret/catalogue/clusters.h5``, the
+  per-cluster arrays of :func:`interpret_catalogue_stage`).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ from ..io import ChunkFile, atomic_path, h5_read_attrs, h5_write_attrs, sorted_g
 __all__ = ["SORT_FEATURES", "DEFAULT_SUPPLEMENTARY", "CR_FLOOR_CTS_S", "scaling_feature_names", "ldl_feature_names",
            "scaling_features", "aperture_count_rates", "ldl_features", "catalogue_chunk_scaling",
            "catalogue_chunk_ldl", "gather_catalogue", "resolve_catalogue_config", "COSMOLOGICAL",
-           "read_catalogue_training_set", "interpret_catalogue", "interpret_catalogue_stage"]
+           "read_catalogue_training_set", "interpret_catalogue", "interpret_catalogue_stage", "CLUSTER_ARRAYS"]
 
 logger = logging.getLogger(__name__)
 
@@ -353,11 +355,21 @@ def interpret_catalogue(training_file, model_dir, interpret: Mapping[str, Any]) 
     return summary, arrays
 
 
-def interpret_catalogue_stage(training_file, model_file, interpret: Mapping[str, Any], out_json, plots: Mapping[str, Any]) -> None:
-    """Rule ``interpret_catalogue``: the JSON summary and the four figures of the interpretation."""
+#: the per-cluster arrays of the interpretation written for the figures (clusters.h5)
+CLUSTER_ARRAYS = ("terse", "mock", "features", "n_clusters", "theta", "delta", "proxy", "log_mass", "saliency",
+                  "binned_saliency", "edges")
+
+
+def interpret_catalogue_stage(training_file, model_file, interpret: Mapping[str, Any], out_json, out_clusters) -> None:
+    """Rule ``interpret_catalogue``: the JSON summary and the per-cluster arrays the figures
+    read (``clusters.h5``: :data:`CLUSTER_ARRAYS` as datasets, ``log_mass`` only when known; the
+    names, thresholds and supplementary features as attributes)."""
     from ..io import write_json
-    from ..plots.interpret import plot_interpretation
 
     summary, arrays = interpret_catalogue(training_file, Path(model_file).parent, interpret)
     write_json(out_json, summary)
-    plot_interpretation(arrays, summary, plots)
+    with atomic_path(out_clusters) as tmp, h5py.File(tmp, "w") as f:
+        for key in CLUSTER_ARRAYS:
+            if arrays[key] is not None:
+                f[key] = np.asarray(arrays[key])
+        h5_write_attrs(f, {k: arrays[k] for k in ("proxy_name", "feature_names", "param_names", "thresholds", "supplementary")})

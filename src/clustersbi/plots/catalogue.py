@@ -1,7 +1,8 @@
-"""Figures of the catalogue encoder's interpretation (Ntampaka et al. Figs. 9, 11, 15, 16).
+"""Figures of the catalogue stage: the catalogue encoder's interpretation (Ntampaka et al.
+Figs. 9, 11, 15, 16).
 
-:func:`plot_interpretation` writes the four of them from the per-cluster arrays of
-:func:`clustersbi.stages.catalogue.interpret_catalogue`:
+:func:`plot_interpretation` writes the four of them from the interpretation's files
+(``clusters.h5``, the per-cluster arrays, and ``interpretation.json``):
 
 - ``leave_one_out``: per parameter, the change of its estimate when a cluster is removed
   against the cluster's mass proxy (points and running median), and the CDF of that change for
@@ -22,7 +23,7 @@ import numpy as np
 
 from . import plt, save_figure
 
-__all__ = ["plot_interpretation", "plot_leave_one_out", "plot_saliency", "plot_terse_correlations", "plot_mass_proxy"]
+__all__ = ["read_interpretation", "plot_interpretation", "plot_leave_one_out", "plot_saliency", "plot_terse_correlations", "plot_mass_proxy"]
 
 
 def _running_median(x: np.ndarray, y: np.ndarray, n_bins: int = 10):
@@ -144,8 +145,29 @@ def plot_mass_proxy(arrays: Mapping[str, Any], summary: Mapping[str, Any], path)
     save_figure(fig, path)
 
 
-def plot_interpretation(arrays: Mapping[str, Any], summary: Mapping[str, Any], paths: Mapping[str, Any]) -> None:
-    """The four figures, ``paths`` by name: leave_one_out, saliency, terse, mass_proxy."""
+def read_interpretation(clusters_file, summary_file) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(per-cluster arrays, summary) of the interpretation files."""
+    import json
+
+    import h5py
+
+    from ..io import h5_read_attrs
+
+    with h5py.File(clusters_file, "r") as f:
+        arrays: dict[str, Any] = {k: f[k][()] for k in f}
+        arrays.update(h5_read_attrs(f))
+    arrays.setdefault("log_mass", None)
+    for key in ("feature_names", "param_names", "supplementary"):
+        arrays[key] = [str(n) for n in np.atleast_1d(arrays.get(key, []))]
+    arrays["thresholds"] = [float(t) for t in np.atleast_1d(arrays.get("thresholds", []))]
+    with open(summary_file) as fh:
+        return arrays, json.load(fh)
+
+
+def plot_interpretation(clusters_file, summary_file, paths: Mapping[str, Any]) -> None:
+    """The four figures from the interpretation's files; ``paths`` by name: leave_one_out,
+    saliency, terse, mass_proxy."""
+    arrays, summary = read_interpretation(clusters_file, summary_file)
     plot_leave_one_out(arrays, paths["leave_one_out"])
     plot_saliency(arrays, paths["saliency"])
     plot_terse_correlations(arrays, paths["terse"])
