@@ -160,3 +160,16 @@ def test_unknown_sort_or_supplementary_features_are_named():
     with pytest.raises(ValueError, match="every feature is supplementary"):
         resolve_catalogue_config({**CATALOGUE, "supplementary": ["log_l_x", "log_mass_proxy"]}, "scaling",
                                  ["log_l_x", "log_mass_proxy"])
+
+
+@pytest.mark.parametrize("name, reference", [("tiny.yaml", "abundance"), ("tiny_xod.yaml", "xod")])
+def test_both_analyses_plan_the_encoder_its_interpretation_and_the_comparison(repo, tmp_path, name, reference):
+    import yaml
+    from workflow_runs import dry_run_jobs
+
+    config = yaml.safe_load((repo / "tests" / "config" / name).read_text())
+    config["inference"]["summaries"] = [reference, "catalogue"]
+    jobs = dry_run_jobs(repo, tmp_path, config, name)
+    n_chunks = -(-config["design"]["n_simulations"] // config["design"]["chunk_size"])
+    assert jobs["catalogue_features"] == n_chunks and jobs["gather_catalogue"] == 1
+    assert jobs["interpret_catalogue"] == 1 and jobs["compare_compressors"] == 1 and jobs["train_compressor"] == 2
