@@ -9,7 +9,8 @@ Figs. 9, 11, 15, 16).
   the clusters above each mass threshold (Fig. 9);
 - ``saliency``: the mean |d terse / d feature| per feature, one line per mass-proxy bin (Fig. 11);
 - ``terse``: 2D histograms of the terse value against the true mass (when known), each feature,
-  the number of clusters and each parameter, each with its Pearson coefficient (Fig. 15);
+  the number of clusters and each parameter, each with its Pearson coefficient (Fig. 15; clusters
+  per bin on a logarithmic grey scale);
 - ``mass_proxy``: the terse value against log M with the linear fit, and the error PDFs of the
   terse mass proxy and of each feature's, after removing each catalogue's mean offset (Fig. 16);
   without true masses a panel says so.
@@ -20,6 +21,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import numpy as np
+from matplotlib.colors import LogNorm
 
 from . import plt, save_figure
 
@@ -92,7 +94,7 @@ def plot_terse_correlations(arrays: Mapping[str, Any], path) -> None:
     for ax, (name, values) in zip(axes.flat, panels):
         ok = np.isfinite(values) & np.isfinite(terse)
         if ok.sum() > 1 and np.ptp(values[ok]) > 0 and np.ptp(terse[ok]) > 0:
-            ax.hist2d(values[ok], terse[ok], bins=30, cmap="Greys", cmin=1)
+            ax.hist2d(values[ok], terse[ok], bins=30, cmap="Greys", cmin=1, norm=LogNorm())
             rho = np.corrcoef(values[ok], terse[ok])[0, 1]
             ax.set_title(f"rho = {rho:.2f}", fontsize=9)
         ax.set(xlabel=name, ylabel="terse value")
@@ -115,7 +117,7 @@ def plot_mass_proxy(arrays: Mapping[str, Any], summary: Mapping[str, Any], path)
         return
     fit = summary["terse_mass_proxy"]
     t = arrays["terse"]
-    axes[0].hist2d(t, log_mass, bins=30, cmap="Greys", cmin=1)
+    axes[0].hist2d(t, log_mass, bins=30, cmap="Greys", cmin=1, norm=LogNorm())
     grid = np.linspace(t.min(), t.max(), 10)
     axes[0].plot(grid, fit["intercept"] + fit["slope"] * grid, color="tab:purple",
                  label=f"log M = {fit['intercept']:.2f} + {fit['slope']:.3f} terse")
