@@ -9,6 +9,7 @@ import json
 
 import h5py
 import numpy as np
+import pytest
 import torch
 
 from clustersbi import interpret as it
@@ -62,7 +63,8 @@ def test_mass_proxy_fit_of_an_exact_line_and_catalogue_offsets():
     assert offset["scatter_dex"] > 0.01 and offset["scatter_within_dex"] < offset["scatter_dex"]
 
 
-def test_interpret_stage_on_a_trained_toy(tmp_path):
+@pytest.mark.parametrize("with_mass", [True, False], ids=["scaling-like", "ldl-like"])
+def test_interpret_stage_on_a_trained_toy(tmp_path, with_mass):
     from test_catalogue_encoder import toy_catalogues
 
     theta, x, log_m = toy_catalogues(200, seed=5, n_max=60)
@@ -73,7 +75,8 @@ def test_interpret_stage_on_a_trained_toy(tmp_path):
     write_training_set(training, TrainingSet(theta, x, split, ["sigma_8"]))
     with h5py.File(training, "a") as f:
         f["counts"] = (~np.isnan(x).all(-1)).sum(1)
-        f["log_mass"] = np.where(np.isnan(x[..., 0]), np.nan, log_m)
+        if with_mass:
+            f["log_mass"] = np.where(np.isnan(x[..., 0]), np.nan, log_m)
         h5_write_attrs(f, {"feature_names": ["log_l_x", "log_t", "log_mass_proxy"], "sort_feature": "log_l_x",
                            "supplementary_features": ["log_mass_proxy"]})
     cfg = CompressorConfig(
@@ -84,15 +87,20 @@ def test_interpret_stage_on_a_trained_toy(tmp_path):
     plots = {k: tmp_path / f"{k}.png" for k in ("leave_one_out", "saliency", "terse", "mass_proxy")}
     out = tmp_path / "interpretation.json"
     interpret_catalogue_stage(training, tmp_path / "model" / "model.pt",
-                              {"split": "test", "mass_thresholds": [14.0, 14.3], "n_mass_bins": 3, "overspecialized_rho": 0.1},
+                              {"split": "test", "mass_thresholds": None, "n_mass_bins": 3, "overspecialized_rho": 0.1},
                               out, tmp_path / "clusters.h5")
     plot_interpretation(tmp_path / "clusters.h5", out, plots)
     summary = json.loads(out.read_text())
     n_clusters = int((~np.isnan(x[175:]).all(-1)).sum())
     assert summary["n_clusters"] == n_clusters and summary["mass_proxy"] == "log_mass_proxy"
-    assert set(summary["terse_correlations"]) == {"log_mass", "log_l_x", "log_t", "log_mass_proxy", "n_clusters", "sigma_8"}
+    assert summary["fixed_mass"] == ("log_mass" if with_mass else "log_mass_proxy")
+    expected = {"log_l_x", "log_t", "log_mass_proxy", "n_clusters", "sigma_8"} | ({"log_mass"} if with_mass else set())
+    assert set(summary["terse_correlations"]) == expected
     assert summary["saliency"]["mean_per_feature"]["log_mass_proxy"] == 0.0
     assert len(summary["saliency"]["mean_per_feature_and_mass_bin"]) == 3
-    assert {"slope", "scatter_within_fraction"} <= set(summary["terse_mass_proxy"])
+    assert len(summary["leave_one_out"]["above_thresholds"]) == 3  # the proxy's quantiles
+    assert ("terse_mass_proxy" in summary) == with_mass
+    if with_mass:
+        assert {"slope", "scatter_within_fraction"} <= set(summary["terse_mass_proxy"])
     assert isinstance(summary["overspecialized"], bool) and "sigma_8" in summary["terse_partial_correlations_at_fixed_mass"]
     assert all(p.stat().st_size > 1000 for p in plots.values())

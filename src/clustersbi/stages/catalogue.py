@@ -321,6 +321,9 @@ def interpret_catalogue(training_file, model_dir, interpret: Mapping[str, Any]) 
                 for p, r in at_fixed.items() if p in COSMOLOGICAL and r is not None and abs(r) > thr]
     for w in warnings:
         logger.warning("%s", w)
+    thresholds = interpret.get("mass_thresholds")
+    if thresholds is None:
+        thresholds = np.round(np.quantile(proxy, [0.5, 0.84, 0.975]), 2).tolist() if proxy.size else []
     edges = np.quantile(proxy, np.linspace(0, 1, int(interpret["n_mass_bins"]) + 1)) if proxy.size else np.zeros(2)
     binned = it.binned_saliency(saliency, proxy, edges) if proxy.size else np.zeros((0, len(names)))
     summary: dict[str, Any] = {
@@ -333,7 +336,7 @@ def interpret_catalogue(training_file, model_dir, interpret: Mapping[str, Any]) 
             "central_68_abs_delta": np.percentile(np.abs(delta), 68, axis=0).tolist() if delta.size else None,
             "correlation_with_mass_proxy": {p: it.correlation(delta[:, j], proxy) for j, p in enumerate(ts.param_names)},
             "above_thresholds": [{k: v for k, v in e.items() if k != "sorted"}
-                                 for e in it.threshold_cdfs(delta, proxy, interpret["mass_thresholds"])],
+                                 for e in it.threshold_cdfs(delta, proxy, thresholds)],
         },
         "saliency": {
             "mean_per_feature": dict(zip(names, saliency.mean(axis=0).tolist())) if saliency.size else None,
@@ -350,7 +353,7 @@ def interpret_catalogue(training_file, model_dir, interpret: Mapping[str, Any]) 
                                            for i, n in enumerate(names) if np.std(feats[:, i][np.isfinite(feats[:, i])]) > 0}
     arrays = {**per_cluster, "delta": delta, "proxy": proxy, "proxy_name": proxy_name, "log_mass": log_mass,
               "saliency": saliency, "binned_saliency": binned, "edges": edges, "feature_names": names,
-              "param_names": list(ts.param_names), "thresholds": list(interpret["mass_thresholds"]),
+              "param_names": list(ts.param_names), "thresholds": list(thresholds),
               "supplementary": data["supplementary_features"]}
     return summary, arrays
 
