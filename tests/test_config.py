@@ -311,3 +311,16 @@ def test_xod_analyses_infer_from_single_table3_statistics(repo):
         config["inference"]["summaries"] = ["xod", bad]
         with pytest.raises(ConfigError, match=rf"inference.summaries\[1\]: '{re.escape(bad)}'.*{message}"):
             validate_config(copy.deepcopy(config), repo / SCHEMA)
+
+
+def test_inferred_parameters_must_name_priors(repo):
+    config = load_yaml(repo / "tests" / "config" / "tiny_xod.yaml")
+    config["inference"]["parameters"] = ["sigma_8", "Omega_m"]
+    validate_config(copy.deepcopy(config), repo / SCHEMA)
+    config["inference"]["parameters"] = ["sigma_8", "S8"]
+    with pytest.raises(ConfigError, match=r"inference.parameters\[1\]: 'S8' is not a prior's name"):
+        validate_config(copy.deepcopy(config), repo / SCHEMA)
+    analytic = load_yaml(repo / "tests" / "config" / "tiny_analytic.yaml")
+    analytic.setdefault("inference", {})["parameters"] = ["Omega_m"]
+    with pytest.raises(ConfigError, match="analytic analysis .* leave it null"):
+        validate_config(analytic, repo / SCHEMA)

@@ -13,6 +13,7 @@ rule train_compressor:
     params:
         # the Optuna search settings (tune) do not change a training
         compress=canonical({k: v for k, v in config["compress"].items() if k != "tune"}),
+        parameters=config["inference"]["parameters"],
     log:
         "logs/models/compressor/{summary}.log",
     benchmark:
@@ -37,6 +38,7 @@ rule compress_summaries:
         compressed="results/compressed/{summary}.h5",
     params:
         priors=canonical(config["priors"]),
+        parameters=config["inference"]["parameters"],
     log:
         "logs/compressed/{summary}.log",
     benchmark:
@@ -83,6 +85,7 @@ rule tune_compressor:
         tuning="results/tuning/{summary}/tuning.json",
     params:
         compress=canonical(config["compress"]),
+        parameters=config["inference"]["parameters"],
     log:
         "logs/tuning/{summary}.log",
     benchmark:
