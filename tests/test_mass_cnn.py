@@ -102,3 +102,29 @@ def test_radial_profile_and_masks():
     s_agn, s_icm = mc.mask_saliency(sal, icm, agn)
     assert s_agn[0] == 5.0 and s_icm[0] == 1.0
     np.testing.assert_allclose(mc.aperture_sum(np.ones((2, npix, npix)), np.array([4.0, 100.0])), [np.sum(r < 4), npix**2])
+
+
+def test_tune_searches_the_space_and_reports_the_best_trial():
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(6)
+    x = rng.random((96, 1, 8, 8)).astype(np.float32)
+    y = x.sum(axis=(1, 2, 3)) + rng.normal(0, 0.1, 96)
+    base = mc.CnnSettings(max_epochs=2, patience=2)
+    space = {"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}, "n_filters": {"low": 8, "high": 16, "step": 8, "int": True}}
+    result = mc.tune_mass_cnn(x[:64], y[:64], x[64:], y[64:], base, seed=0, n_trials=3, n_startup_trials=3, search_space=space)
+    assert result["n_trials"] == 3 and set(result["best_params"]) == set(space)
+    values = [t["value"] for t in result["trials"] if t["value"] is not None]
+    assert result["best_value"] == min(values)
+    assert 1e-4 <= result["best_params"]["learning_rate"] <= 1e-2 and result["best_params"]["n_filters"] in (8, 16)
+    with pytest.raises(ValueError, match="unknown key 'dropout'"):
+        mc._settings_from_trial(base, {"dropout": 0.1})
+
+
+def test_rebin_conserves_counts():
+    img = np.arange(2 * 3 * 8 * 8, dtype=float).reshape(2, 3, 8, 8)
+    out = mc.rebin_images(img, 4)
+    assert out.shape == (2, 3, 2, 2)
+    np.testing.assert_allclose(out.sum(axis=(-1, -2)), img.sum(axis=(-1, -2)))
+    assert out[0, 0, 0, 0] == img[0, 0, :4, :4].sum()
+    with pytest.raises(ValueError, match="mass_cnn.rebin = 3"):
+        mc.rebin_images(img, 3)

@@ -40,6 +40,7 @@ __all__ = [
     "MU_PIVOT_MSUN_H",
     "N0_PHOTONS",
     "assign_folds",
+    "rebin_images",
     "CountNormalisation",
     "fit_count_normalisation",
     "transform_counts",
@@ -48,6 +49,8 @@ __all__ = [
     "train_mass_cnn",
     "predict",
     "saliency",
+    "SEARCH_SPACE",
+    "tune_mass_cnn",
     "PowerLawProxy",
     "fit_power_law_proxy",
     "mass_function_slope",
@@ -77,6 +80,16 @@ def assign_folds(region: np.ndarray, n_folds: int) -> np.ndarray:
 
 
 # ============================================================================ inputs
+def rebin_images(images: np.ndarray, factor: int) -> np.ndarray:
+    """Sum ``factor`` x ``factor`` pixel blocks of (..., H, W) images (photon counts are conserved)."""
+    if factor == 1:
+        return images
+    h, w = images.shape[-2:]
+    if h % factor or w % factor:
+        raise ValueError(f"mass_cnn.rebin = {factor} does not divide the {h} x {w} pixels")
+    return images.reshape(*images.shape[:-2], h // factor, factor, w // factor, factor).sum(axis=(-3, -1))
+
+
 @dataclass(frozen=True)
 class CountNormalisation:
     """log10 sum(m) = gamma z + eta, fitted on training images (ho eq. 1)."""
@@ -143,9 +156,12 @@ class CnnSettings:
 
 
 def train_mass_cnn(
-    x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, settings: CnnSettings, seed: int
+    x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, settings: CnnSettings, seed: int,
+    on_epoch=None,
 ) -> tuple[MassCNN, list[dict], tuple[float, float]]:
     """Fit a :class:`MassCNN` to targets y (ln M500c) with MSE on standardised y; early stopping on val.
+
+    ``on_epoch(epoch, val_loss)``, if given, is called after every epoch (Optuna pruning).
 
     Returns:
         (the network at its best validation loss, history rows (epoch, train_loss, val_loss),
@@ -174,6 +190,8 @@ def train_mass_cnn(
         with torch.no_grad():
             val = float(torch.mean((net(xv) - yv) ** 2)) if len(xv) else total / len(xt)
         history.append({"epoch": epoch, "train_loss": total / len(xt), "val_loss": val})
+        if on_epoch is not None:
+            on_epoch(epoch, val)
         if val < best - 1e-6:
             best, since = val, 0
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -201,6 +219,75 @@ def saliency(net: MassCNN, x: np.ndarray, standardisation: tuple[float, float]) 
     out = net(xt).sum() * standardisation[1]
     (grad,) = torch.autograd.grad(out, xt)
     return grad.abs().numpy()
+
+
+#: Optuna search space (TPE) of :func:`tune_mass_cnn`: Ho et al. fix their hyperparameters; these
+#: ranges bracket them (learning rate 1e-3, L2 1e-4, batch 32, 24 filters, 128 dense units)
+SEARCH_SPACE: dict[str, dict] = {
+    "learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
+    "weight_decay": {"low": 1e-6, "high": 1e-2, "log": True},
+    "log2_batch_size": {"low": 4, "high": 7, "int": True},
+    "n_filters": {"low": 8, "high": 48, "step": 8, "int": True},
+    "dense_units": {"low": 32, "high": 256, "step": 32, "int": True},
+}
+
+
+def _settings_from_trial(base: CnnSettings, values: dict) -> CnnSettings:
+    from dataclasses import replace
+
+    kw = {}
+    for key, val in values.items():
+        if key == "log2_batch_size":
+            kw["batch_size"] = 2 ** int(val)
+        elif key == "n_filters":  # the wide convolutions; the 10-filter ones keep their ratio
+            kw["filters"] = (int(val), max(1, round(val * 10 / 24)), int(val), max(1, round(val * 10 / 24)))
+        elif key == "dense_units":  # Ho's 128, 128, 64 shape, scaled
+            kw["dense"] = (int(val), int(val), max(1, int(val) // 2))
+        elif key in ("learning_rate", "weight_decay"):
+            kw[key] = float(val)
+        else:
+            raise ValueError(f"mass CNN search space: unknown key {key!r}; known: {sorted(SEARCH_SPACE)}")
+    return replace(base, **kw)
+
+
+def tune_mass_cnn(
+    x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, base: CnnSettings, seed: int,
+    n_trials: int = 20, n_startup_trials: int = 5, search_space: dict | None = None,
+) -> dict:
+    """Optuna search (TPE sampler, median pruner) minimising the best validation MSE.
+
+    Returns:
+        {"best_params", "best_value", "n_trials", "n_pruned", "trials": [{number, params, value, state}]}.
+    """
+    import optuna
+
+    space = dict(SEARCH_SPACE if search_space is None else search_space)
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials)
+    study = optuna.create_study(direction="minimize", sampler=sampler,
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=n_startup_trials))
+
+    def objective(trial) -> float:
+        values = {}
+        for k, spec in space.items():
+            if spec.get("int", False):
+                values[k] = trial.suggest_int(k, int(spec["low"]), int(spec["high"]), step=int(spec.get("step", 1)))
+            else:
+                values[k] = trial.suggest_float(k, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log", False)))
+
+        def report(epoch, val):
+            trial.report(val, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        _, hist, _ = train_mass_cnn(x_train, y_train, x_val, y_val, _settings_from_trial(base, values), seed, on_epoch=report)
+        return min(h["val_loss"] for h in hist)
+
+    study.optimize(objective, n_trials=n_trials)
+    return {
+        "best_params": study.best_params, "best_value": study.best_value, "n_trials": len(study.trials),
+        "n_pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+        "trials": [{"number": t.number, "params": t.params, "value": t.value, "state": t.state.name} for t in study.trials],
+    }
 
 
 # ============================================================================ proxies

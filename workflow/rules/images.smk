@@ -69,7 +69,8 @@ rule train_mass_cnn:
         predictions="results/models/mass_cnn/{model}/predictions.csv",
         saliency="results/models/mass_cnn/{model}/saliency.h5",
     params:
-        mass_cnn=canonical(config["mass_cnn"]),
+        # the Optuna search settings (tune) do not change a training
+        mass_cnn=canonical({k: v for k, v in config["mass_cnn"].items() if k != "tune"}),
         seed=config["seed"],
     log:
         "logs/models/mass_cnn/{model}.log",
@@ -126,3 +127,26 @@ rule plot_mass_cnn:
         "../../envs/images.yaml"
     script:
         "../scripts/plot_mass_cnn.py"
+
+
+# Optional, not part of the default target: snakemake results/tuning/mass_cnn/{model}/tuning.json
+rule tune_mass_cnn:
+    input:
+        cutouts="results/images/cutouts.h5",
+    output:
+        tuning="results/tuning/mass_cnn/{model}/tuning.json",
+    params:
+        mass_cnn=canonical(config["mass_cnn"]),
+        seed=config["seed"],
+    log:
+        "logs/tuning/mass_cnn/{model}.log",
+    benchmark:
+        "results/benchmarks/tuning/mass_cnn/{model}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=1440,
+    conda:
+        "../../envs/images.yaml"
+    script:
+        "../scripts/tune_mass_cnn.py"

@@ -38,6 +38,9 @@ Contracts (rules of ``images.smk``; every output written atomically):
   ``model``, ``scatter_dex``, ``scatter_pct``, ``bias_dex``, ``predictive_scatter_dex`` (Ho eq. 7,
   proxies only; mean over folds), ``n``) and ``results/mass_cnn/predictions.csv`` (per cutout
   the truth and every estimator's ln M500c).
+- ``tune_mass_cnn`` (optional, not in the default target): ``results/tuning/mass_cnn/{model}/tuning.json``,
+  an Optuna TPE search (:data:`clustersbi.mass_cnn.SEARCH_SPACE`) of ``mass_cnn.tune.n_trials``
+  trainings on fold 0's training folds, each scored by its best validation MSE.
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ from ..design import SeedStream, derive_seed
 from ..xray import apply_absorption, compute_emission_table, load_response
 
 __all__ = ["image_model", "load_catalogue_csv", "cutouts_stage", "emission_for_images", "MASS_CNN_MODELS",
-           "cnn_inputs", "cnn_settings", "train_mass_cnn_stage", "proxy_observables", "mass_cnn_table_stage"]
+           "cnn_inputs", "cnn_settings", "train_mass_cnn_stage", "proxy_observables", "mass_cnn_table_stage",
+           "tune_mass_cnn_stage"]
 
 #: the mass CNN variants (Ho et al. sections 4 and 5)
 MASS_CNN_MODELS = ("single", "multi")
@@ -194,14 +198,15 @@ def train_mass_cnn_stage(cutouts_path, model: str, cnn_cfg: Mapping[str, Any], s
 
     torch.set_num_threads(max(1, int(threads)))
     cut = read_cutouts(cutouts_path)
-    counts = cnn_inputs(cut, model).astype(np.float64)
+    rebin = int(cnn_cfg["rebin"])
+    counts = mc.rebin_images(cnn_inputs(cut, model).astype(np.float64), rebin)
     ln_m = np.log(cut.M500c)
     folds = mc.assign_folds(cut.region, int(cnn_cfg["n_folds"]))
     settings = cnn_settings(cnn_cfg)
     model_number = MASS_CNN_MODELS.index(model)
     sal_cfg = cnn_cfg["saliency"]
     edges = np.linspace(0.0, float(sal_cfg["max_radius_r500"]), int(sal_cfg["n_bins"]) + 1)
-    r500_pix = cut.R500c_kpc / cut.pixel_kpc_array()
+    r500_pix = cut.R500c_kpc / (cut.pixel_kpc_array() * rebin)
     pred = np.full(cut.n, np.nan)
     states, history, radial, radial_proxy, s_agn, s_icm, sal_index = {}, [], [], [], [], [], []
     examples_sal = examples_in = None
@@ -230,7 +235,8 @@ def train_mass_cnn_stage(cutouts_path, model: str, cnn_cfg: Mapping[str, Any], s
         sal_proxy = np.log(10.0) * (10.0 ** x[test]).sum(axis=1) / (proxy.alpha * total[test][:, None, None])
         radial_proxy.append(mc.radial_profile(np.abs(sal_proxy), r500_pix[test], edges))
         if "icm_counts" in cut.extras and "agn_counts" in cut.extras:
-            a, b = mc.mask_saliency(sal, cut.extras["icm_counts"][test], cut.extras["agn_counts"][test])
+            a, b = mc.mask_saliency(sal, mc.rebin_images(cut.extras["icm_counts"][test], rebin),
+                                    mc.rebin_images(cut.extras["agn_counts"][test], rebin))
         else:
             a = b = np.full(int(test.sum()), np.nan)
         s_agn.append(a)
@@ -241,7 +247,7 @@ def train_mass_cnn_stage(cutouts_path, model: str, cnn_cfg: Mapping[str, Any], s
             examples_sal, examples_in = sal[:n_ex], x[test][:n_ex].sum(axis=1)
     with atomic_path(out_model) as tmp:
         torch.save({"folds": states, "model": model, "config": canonical_cfg(cnn_cfg), "n_channels": counts.shape[1],
-                    "npix": cut.npix}, tmp)
+                    "npix": cut.npix // rebin, "rebin": rebin}, tmp)
     _write_csv(out_history, history)
     _write_csv(out_predictions, [
         {"index": i, "cluster_id": int(cut.cluster_id[i]), "view": int(cut.view[i]), "region": int(cut.region[i]),
@@ -321,3 +327,29 @@ def mass_cnn_table_stage(cutouts_path, prediction_files: Mapping[str, str], cnn_
          "redshift": float(cut.redshift[i]), "ln_m500c_true": float(ln_m[i]), **{f"ln_m500c_{k}": float(v[i]) for k, v in preds.items()}}
         for i in range(cut.n)
     ])
+
+
+def tune_mass_cnn_stage(cutouts_path, model: str, cnn_cfg: Mapping[str, Any], seed: int, threads: int, out_json) -> None:
+    """Optuna search of one variant's hyperparameters on fold 0 (module contract)."""
+    import torch
+
+    from .. import mass_cnn as mc
+    from ..io import write_json
+
+    torch.set_num_threads(max(1, int(threads)))
+    cut = read_cutouts(cutouts_path)
+    counts = mc.rebin_images(cnn_inputs(cut, model).astype(np.float64), int(cnn_cfg["rebin"]))
+    ln_m = np.log(cut.M500c)
+    folds = mc.assign_folds(cut.region, int(cnn_cfg["n_folds"]))
+    model_number = MASS_CNN_MODELS.index(model)
+    rng = np.random.default_rng(derive_seed(seed, SeedStream.CLUSTER_IMAGES, 2, model_number, 0))
+    train_all = folds != 0
+    val = _validation_split(cut.cluster_id, train_all, float(cnn_cfg["val_fraction"]), rng)
+    train = train_all & ~val
+    x = mc.transform_counts(counts, cut.redshift, mc.fit_count_normalisation(counts[train], cut.redshift[train]))
+    tune = cnn_cfg["tune"]
+    result = mc.tune_mass_cnn(x[train], ln_m[train], x[val], ln_m[val], cnn_settings(cnn_cfg),
+                              derive_seed(seed, SeedStream.CLUSTER_IMAGES, 3, model_number),
+                              n_trials=int(tune["n_trials"]), n_startup_trials=int(tune["n_startup_trials"]))
+    result["model"] = model
+    write_json(out_json, result)
