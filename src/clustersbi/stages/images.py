@@ -34,7 +34,8 @@ Contracts (rules of ``images.smk``; every output written atomically):
 - ``mass_cnn_table``: in the cutouts and every model's predictions; out
   ``results/mass_cnn/table3.csv`` (a row per estimator: the CNNs and the power-law proxies
   N_phot (whole cutout), N_phot,500c (within R500c), L_X (idealised: noise-free ICM count rate
-  within R500c x 4 pi D_M^2, no AGN, no background), each fitted on the training folds:
+  within R500c x 4 pi D_M^2, no AGN, no background), each a regression of ln M on ln S and z
+  fitted on the training folds (Ho Fig. 4):
   ``model``, ``scatter_dex``, ``scatter_pct``, ``bias_dex``, ``predictive_scatter_dex`` (Ho eq. 7,
   proxies only; mean over folds), ``n``) and ``results/mass_cnn/predictions.csv`` (per cutout
   the truth and every estimator's ln M500c).
@@ -306,8 +307,11 @@ def mass_cnn_table_stage(cutouts_path, prediction_files: Mapping[str, str], cnn_
         sig = []
         for k in range(int(cnn_cfg["n_folds"])):
             test = folds == k
+            # test-fold predictions: the regression of ln M on ln S (Ho Fig. 4); the predictive
+            # scatter: eq. 7 of the forward relation (Ho Table 3)
+            regression = mc.fit_inverse_power_law(ln_s[~test], ln_m[~test], cut.redshift[~test])
+            p[test] = regression.predict_ln_m(ln_s[test], cut.redshift[test])
             proxy = mc.fit_power_law_proxy(ln_s[~test], mu[~test], cut.redshift[~test])
-            p[test] = proxy.predict_mu(ln_s[test], cut.redshift[test]) + np.log(mc.MU_PIVOT_MSUN_H)
             sig.append(proxy.predictive_scatter_ln / np.log(10.0))
         preds[name] = p
         predictive[name] = float(np.mean(sig))
