@@ -164,3 +164,27 @@ def test_generate_cutouts_views_share_a_cluster(table, response):
         tot = cut.images[ch].sum(axis=(1, 2))
         assert tot[3:].min() > tot[:3].max(), (ch, tot)
     assert cut.extras["icm_counts"].shape == (6, 32, 32)
+
+
+def test_halo_draw_follows_the_tinker08_mass_function():
+    """Fractions of the draw above 3e14 Msun/h and below z = 0.3 against colossus' n(M, z) dV/dz."""
+    from colossus.lss import mass_function
+
+    from clustersbi.cosmology import colossus_cosmology, efunc
+
+    halos = ci.draw_halos(COSMO, 4000, (1e14, 1e15), (0.1, 0.5), 8, 5.0, np.random.default_rng(8))
+    colossus_cosmology(COSMO)
+    z = np.linspace(0.1, 0.5, 81)
+    lnm = np.linspace(np.log(1e14), np.log(1e15), 301)
+    dn = np.array([mass_function.massFunction(np.exp(lnm), zz, mdef="500c", model="tinker08", q_out="dndlnM") for zz in z])
+    dvdz = comoving_distance_mpc_h(z, COSMO.Omega_m) ** 2 / efunc(z, COSMO.Omega_m)
+    weight = dn * dvdz[:, None]
+    total = integrate.trapezoid(integrate.trapezoid(weight, lnm, axis=1), z)
+    above = lnm >= np.log(3e14)
+    frac_heavy = integrate.trapezoid(integrate.trapezoid(weight[:, above], lnm[above], axis=1), z) / total
+    low_z = z <= 0.3
+    frac_low_z = integrate.trapezoid(integrate.trapezoid(weight[low_z], lnm, axis=1), z[low_z]) / total
+    n = halos.n
+    for got, want in ((np.mean(halos.m500c >= 3e14), frac_heavy), (np.mean(halos.redshift <= 0.3), frac_low_z)):
+        assert abs(got - want) < 4 * np.sqrt(want * (1 - want) / n) + 0.005, (got, want)
+    assert set(np.unique(halos.region)) == set(range(8))
