@@ -365,7 +365,8 @@ def load_schema(path: str | Path) -> dict[str, Any]:
 
 
 #: what each analysis infers from when ``inference.summaries`` is null
-DEFAULT_INFERENCE_SUMMARIES = {"scaling": ["abundance+power_spectrum"], "ldl": ["xod"], "analytic": ["xod"]}
+DEFAULT_INFERENCE_SUMMARIES = {"scaling": ["abundance+power_spectrum"], "ldl": ["xod"], "analytic": ["xod"],
+                               "cluster_images": []}  # per-cluster masses: no cosmological inference
 
 
 def _default_inference_summaries(config: dict[str, Any]) -> None:
