@@ -79,6 +79,7 @@ __all__ = [
     "fit_channel_transform",
     "variant_views",
     "cluster_split",
+    "variant_seed",
     "stack_views",
     "resolve_device",
     "build_unet",
@@ -97,8 +98,10 @@ VariantName = Literal["xray", "y", "stellar", "multi1", "multi3"]
 VARIANTS = get_args(VariantName)
 #: tracer views of the cutouts, in the order their channels are stacked
 TRACERS = ("xray", "y", "stellar")
-#: seed stream of the cluster train/val/test split (kept apart from the design's streams)
-SPLIT_STREAM = 21
+#: seed streams of the cluster train/val/test split and of each variant's network (kept apart
+#: from the design's streams, clustersbi.design.SeedStream, as its LDL_TRAINING is)
+SPLIT_STREAM = 200
+NETWORK_STREAM = 201
 #: the target channel of the cutout format
 TARGET_CHANNEL = "mass"
 #: offset of the log transform of a positive channel, relative to its median positive pixel
@@ -228,6 +231,12 @@ def cluster_split(cluster_id: np.ndarray, fractions: Sequence[float], seed: int)
         u = derive_seed(seed, SPLIT_STREAM, int(c)) / 2.0**32
         out[cluster_id == c] = roles[min(int(np.searchsorted(edges, u, side="right")), 2)]
     return out
+
+
+def variant_seed(global_seed: int, variant: VariantName) -> int:
+    """Seed of a variant's weights, batches, dropout and augmentation:
+    ``derive_seed(global_seed, NETWORK_STREAM, index of the variant in VARIANTS)``."""
+    return derive_seed(global_seed, NETWORK_STREAM, VARIANTS.index(variant))
 
 
 # --------------------------------------------------------------------------- transforms
