@@ -157,3 +157,21 @@ def test_config_defaults_are_the_schemas():
     assert set(props) == set(defaults), sorted(set(props) ^ set(defaults))
     for key, default in defaults.items():
         assert props[key]["default"] == default, (key, default, props[key]["default"])
+
+
+def test_tpe_search_over_the_table3_space(tmp_path):
+    images = _toy(n=16, npix=12, seed=3)
+    roles = np.array(["train"] * 10 + ["val"] * 6)
+    space = {k: dict(v) for k, v in u.TABLE3_SEARCH_SPACE.items()}
+    space["n_filters"]["high"] = 10  # keep the trials tiny; the other ranges are the paper's
+    summary = u.tune_unet(images, roles, {"y": ["y"]}, _tiny(max_epochs=1), tmp_path, search_space=space,
+                          n_trials=3, n_startup_trials=2, device="cpu")
+    assert summary["n_trials"] == 3 and (tmp_path / "tuning.json").exists()
+    values = [t["value"] for t in summary["trials"]]
+    assert summary["best_value"] == min(values)
+    for t in summary["trials"]:
+        assert 8 <= t["params"]["n_filters"] <= 10 and 1 <= t["params"]["kernel_size"] <= 6
+        assert 1 <= t["params"]["n_layers"] <= 4 and 0.0 <= t["params"]["dropout"] <= 0.5
+    assert {k: summary["best_config"][k] for k in space} == summary["best_params"]
+    with pytest.raises(ValueError, match="no unet config keys"):
+        u.tune_unet(images, roles, {"y": ["y"]}, _tiny(), tmp_path, search_space={"width": {"low": 1, "high": 2}})
