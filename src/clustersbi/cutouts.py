@@ -32,6 +32,10 @@ File layout (``format_version`` 1), e.g. ``results/images/cutouts.h5``::
         exposure_s  float   [s]
     position          (N, 3) comoving [Mpc/h]; or, for lightcone sources, ``ra_deg`` and
                       ``dec_deg`` (N,) (the redshift is the third coordinate)
+    extras/<name>     (optional) any per-cutout array with leading dimension N that is not an
+                      input channel, e.g. the generator's noise-free ``icm_counts`` and
+                      ``agn_counts`` (expected counts per pixel, all bands) for the saliency
+                      studies, ``cool_core`` flags
 
 :func:`read_cutouts` and :func:`write_cutouts` (atomic) validate the layout and name the
 missing or malformed dataset.
@@ -125,6 +129,7 @@ class Cutouts:
     position: np.ndarray | None = None
     ra_deg: np.ndarray | None = None
     dec_deg: np.ndarray | None = None
+    extras: dict = field(default_factory=dict)  # name -> array (N, ...), not input channels
     attrs: dict = field(default_factory=dict)  # extra provenance (resolved config, seeds)
 
     def __post_init__(self) -> None:
@@ -138,6 +143,7 @@ class Cutouts:
         for name in ("position", "ra_deg", "dec_deg"):
             if getattr(self, name) is not None:
                 setattr(self, name, np.asarray(getattr(self, name), dtype=np.float64))
+        self.extras = {k: np.asarray(v) for k, v in self.extras.items()}
         self.validate()
 
     # ------------------------------------------------------------------ properties
@@ -184,7 +190,7 @@ class Cutouts:
         kwargs = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "images":
+            if f.name in ("images", "extras"):
                 value = {k: v[index] for k, v in value.items()}
             elif f.name == "pixel_kpc":
                 value = value if np.ndim(value) == 0 else value[index]
@@ -229,6 +235,9 @@ class Cutouts:
             arr = getattr(self, name)
             if arr is not None and arr.shape != (n,):
                 raise CutoutFormatError(f"dataset {name}: shape {arr.shape}, expected ({n},)")
+        for name, arr in self.extras.items():
+            if arr.ndim == 0 or arr.shape[0] != n:
+                raise CutoutFormatError(f"dataset extras/{name}: shape {arr.shape}, expected leading dimension {n}")
         for name in ("M500c", "M200c", "R500c_kpc", "R200c_kpc"):
             if not np.all(getattr(self, name) > 0):
                 raise CutoutFormatError(f"dataset {name}: non-positive values")
@@ -261,6 +270,8 @@ def write_cutouts(path: str | os.PathLike, cutouts: Cutouts) -> None:
             for name in ("position", "ra_deg", "dec_deg"):
                 if getattr(cutouts, name) is not None:
                     h5.create_dataset(name, data=getattr(cutouts, name))
+            for name, arr in cutouts.extras.items():
+                h5.create_dataset(f"extras/{name}", data=arr, compression="gzip" if arr.ndim > 1 else None)
 
 
 def _tolist(obj):
@@ -322,6 +333,7 @@ def read_cutouts(path: str | os.PathLike) -> Cutouts:
                 raise CutoutFormatError("missing pixel_kpc (file attribute, or dataset (N,) when it varies)")
             for name in ("position", "ra_deg", "dec_deg"):
                 kwargs[name] = h5[name][...] if name in h5 else None
+            kwargs["extras"] = {k: v[...] for k, v in h5["extras"].items()} if "extras" in h5 else {}
             known = {"npix", "channels", "bands_kev", "source", "format_version", "pixel_kpc"}
             extra = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items() if k not in known}
             return Cutouts(images=images, pixel_kpc=pixel_kpc, source=str(h5.attrs["source"]), attrs=extra, **kwargs)

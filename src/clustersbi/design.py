@@ -79,6 +79,9 @@ class SeedStream:
     #: observational noise of the X-ray maps: (simulation, lightcone, slab; n_slabs = the summed map)
     XRAY_NOISE = 8
     ANALYTIC_MOCK = 9  # analytic mock XOD draw: (index); its exact-posterior chain: (index, 1)
+    #: cluster images: the halo sample (0), one cluster's model and noise (1, cluster_id), the
+    #: image networks' initialisations and batches (2, network, fold)
+    CLUSTER_IMAGES = 10
     #: LDL training boxes and network initialisations (kept apart from the design's streams)
     LDL_TRAINING = 100
 
