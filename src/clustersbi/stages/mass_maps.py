@@ -230,9 +230,10 @@ def evaluate_mass_maps_stage(cutouts_file, model_files: Mapping[str, str | os.Pa
     n_bins = len(edges) - 1
 
     variants = list(model_files)
-    preds, results = {}, {}
+    preds, results, views = {}, {}, {}
     for variant in variants:
         unet = load_unet(model_files[variant], device=device)
+        views[variant] = unet.views
         preds[variant] = predict_mass_maps(unet, images)
         results[variant] = variant_metrics(preds[variant], true, r500_pix, r200_pix, bins, n_bins, metrics, seed)
         b200 = ", ".join(f"{e['b200']['median']:+.3f}" for e in results[variant]["mass_bins"])
@@ -242,7 +243,7 @@ def evaluate_mass_maps_stage(cutouts_file, model_files: Mapping[str, str | os.Pa
                                             metrics["mmd_pixels"], seed)
     summary = {
         "variants": variants,
-        "views": {v: load_unet(model_files[v], device="cpu").views for v in variants},
+        "views": views,
         "n_test_maps": int(test.size),
         "n_test_clusters": int(len(np.unique(cutouts.cluster_id[test]))),
         "mass_bin_edges_log10": edges.tolist(),
