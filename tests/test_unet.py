@@ -175,3 +175,41 @@ def test_tpe_search_over_the_table3_space(tmp_path):
     assert {k: summary["best_config"][k] for k in space} == summary["best_params"]
     with pytest.raises(ValueError, match="no unet config keys"):
         u.tune_unet(images, roles, {"y": ["y"]}, _tiny(), tmp_path, search_space={"width": {"low": 1, "high": 2}})
+
+
+def test_batchnorm_recalibration_removes_the_dropout_variance_shift():
+    torch.manual_seed(0)
+    net = u.build_unet({"y": 1}, _tiny(dropout=0.5))
+    x = {"y": np.random.default_rng(0).standard_normal((32, 1, 16, 16)).astype(np.float32)}
+    xt = {"y": torch.from_numpy(x["y"])}
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    net.train()
+    for _ in range(20):  # running statistics gathered with dropout on
+        opt.zero_grad()
+        net(xt).abs().mean().backward()
+        opt.step()
+
+    def reference():
+        # what the network computes on these maps without dropout, with their own statistics
+        net.train()
+        for m in net.modules():
+            if isinstance(m, torch.nn.Dropout2d):
+                m.eval()
+        momenta = [m.momentum for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        state = {k: v.clone() for k, v in net.state_dict().items()}
+        with torch.no_grad():
+            out = net(xt)
+        net.load_state_dict(state)  # the reference pass must not move the running statistics
+        assert all(m.momentum == mo for m, mo in zip([m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)], momenta))
+        return out
+
+    ref = reference()
+    with torch.no_grad():
+        before = net.eval()(xt)
+    u._recalibrate_batchnorm(net, x, batch_size=32, device="cpu")
+    with torch.no_grad():
+        after = net(xt)
+    assert not net.training
+    shift_before, shift_after = float((before - ref).abs().mean()), float((after - ref).abs().mean())
+    # what remains is BatchNorm's unbiased running variance against the biased batch variance
+    assert shift_after < 0.01 * shift_before and shift_before > 1e-2, (shift_before, shift_after)

@@ -40,7 +40,9 @@ Training (paper sect. 3.2): L1 loss (mean absolute error) on the standardised lo
 with the learning rate dropped by ``lr_drop_factor`` after ``lr_drop_epoch`` epochs (paper:
 1e-4 -> 1e-5 after 50), early stopping after ``patience`` epochs without validation
 improvement (paper: 5), at most ``max_epochs`` (paper: 100); the weights of the best validation
-epoch are kept. Optional augmentation by the 8 flips and quarter turns of the square maps
+epoch are kept. After each epoch the BatchNorm statistics are re-estimated on the training
+maps with dropout off (:func:`_recalibrate_batchnorm`: dropout before BatchNorm otherwise
+shifts the evaluated network, which biased the predicted masses low). Optional augmentation by the 8 flips and quarter turns of the square maps
 (the mass map turns with its inputs). Conventions of :mod:`clustersbi.compress.train`: batches
 shuffled by a generator seeded with (seed, epoch), each epoch's dropout and augmentation draws
 from a torch RNG seeded the same way inside ``torch.random.fork_rng``, ``history.csv`` (epoch,
@@ -133,7 +135,7 @@ class UNetConfig:
     n_filters: int = 16
     kernel_size: int = 3
     n_layers: int = 3
-    dropout: float = 0.1
+    dropout: float = 0.0
     lr: float = 1e-3
     lr_drop_epoch: int = 50
     lr_drop_factor: float = 0.1
@@ -427,6 +429,35 @@ def _augment(xb: dict[str, torch.Tensor], yb: torch.Tensor) -> tuple[dict[str, t
     return {k: op(v) for k, v in xb.items()}, op(yb)
 
 
+def _recalibrate_batchnorm(model: UNet, x: Mapping[str, np.ndarray], batch_size: int, device) -> None:
+    """Re-estimate every BatchNorm's running mean and variance on the training maps with
+    dropout switched off (a cumulative average over one pass, in order, no augmentation).
+
+    Why: dropout before a BatchNorm changes the variance the BatchNorm sees between training
+    and evaluation (Li et al. 2019, CVPR, "the disharmony between dropout and batch
+    normalization"); its running statistics, gathered with dropout on, then shift the
+    evaluated network's output. On the cutouts of the CPU preset this biased the predicted
+    cylinder masses low by ~20% (b(R200) -0.22 with dropout 0.1 against -0.02 without).
+    Statistics gathered with dropout off remove that shift and keep the paper's dropout.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over the pass
+    model.train()
+    for m in model.modules():
+        if isinstance(m, (nn.Dropout, nn.Dropout2d)):
+            m.eval()
+    n = next(iter(x.values())).shape[0]
+    with torch.no_grad():
+        for i in range(0, n, batch_size):
+            model({k: torch.from_numpy(v[i : i + batch_size]).to(device) for k, v in x.items()})
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
+
+
 def _l1(model: UNet, xb: Mapping[str, torch.Tensor], yb: torch.Tensor) -> torch.Tensor:
     return (model(xb) - yb).abs().mean()
 
@@ -562,6 +593,8 @@ def train_unet(
                 opt.step()
                 running += float(loss.detach()) * len(idx)
                 seen += len(idx)
+        if config.dropout > 0:
+            _recalibrate_batchnorm(model, x_tr, max(config.batch_size, 64), device)
         val_loss = _evaluate(model, x_va, y_va, device, max(config.batch_size, 64))
         rec = {"epoch": epoch, "train_loss": running / seen, "val_loss": val_loss, "lr": opt.param_groups[0]["lr"],
                "seconds": time.perf_counter() - te}
