@@ -137,6 +137,8 @@ def test_bad_variant_and_split_name_their_keys(tmp_path):
     cfg = mass_maps_config()
     with pytest.raises(ValueError, match="mass_maps.variants.*stellar"):
         st.train_unet_stage(tmp_path / "c.h5", "stellar", cfg, SEED, tmp_path / "m" / "model.pt", device="cpu")
+    with pytest.raises(ValueError, match="mass_maps.rebin"):
+        st.train_unet_stage(tmp_path / "c.h5", "y", {**cfg, "rebin": 3}, SEED, tmp_path / "m" / "model.pt", device="cpu")
     bad = copy.deepcopy(cfg)
     bad["split"]["test"] = 0.5
     with pytest.raises(ValueError, match="mass_maps.split"):

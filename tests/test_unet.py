@@ -213,3 +213,17 @@ def test_batchnorm_recalibration_removes_the_dropout_variance_shift():
     shift_before, shift_after = float((before - ref).abs().mean()), float((after - ref).abs().mean())
     # what remains is BatchNorm's unbiased running variance against the biased batch variance
     assert shift_after < 0.01 * shift_before and shift_before > 1e-2, (shift_before, shift_after)
+
+
+def test_rebin_conserves_counts_and_mass_and_averages_y():
+    rng = np.random.default_rng(4)
+    images = {"xray_0.5-1.2": rng.poisson(3.0, (2, 8, 8)).astype(np.float32), "y": rng.random((2, 8, 8)).astype(np.float32),
+              "mass": rng.lognormal(size=(2, 8, 8)).astype(np.float32)}
+    binned = u.rebin_channels(images, 2)
+    assert all(v.shape == (2, 4, 4) for v in binned.values())
+    for name in ("xray_0.5-1.2", "mass"):
+        np.testing.assert_allclose(binned[name].sum((1, 2)), images[name].sum((1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(binned["y"].mean((1, 2)), images["y"].mean((1, 2)), rtol=1e-5)
+    assert binned["mass"][0, 0, 0] == pytest.approx(images["mass"][0, :2, :2].sum(), rel=1e-6)
+    with pytest.raises(ValueError, match="cannot be binned by 3"):
+        u.rebin_channels(images, 3)

@@ -83,6 +83,7 @@ __all__ = [
     "cluster_split",
     "variant_seed",
     "stack_views",
+    "rebin_channels",
     "resolve_device",
     "build_unet",
     "UNetTrainResult",
@@ -288,6 +289,28 @@ def fit_channel_transform(x: np.ndarray, kind: Literal["counts", "positive"]) ->
 
 def _channel_kind(name: str) -> Literal["counts", "positive"]:
     return "counts" if name.startswith("xray_") else "positive"
+
+
+def rebin_channels(images: Mapping[str, np.ndarray], factor: int) -> dict[str, np.ndarray]:
+    """Maps binned ``factor`` x ``factor`` (channel -> (N, H / factor, W / factor)).
+
+    Extensive channels (X-ray counts, mass and stellar mass per pixel) are summed over each
+    block; Compton-y, a dimensionless value per pixel (its mean over the pixel), is averaged.
+    H and W must be multiples of ``factor``.
+    """
+    factor = int(factor)
+    if factor < 1:
+        raise ValueError(f"rebin factor must be >= 1, got {factor}")
+    if factor == 1:
+        return dict(images)
+    out = {}
+    for name, img in images.items():
+        n, h, w = img.shape
+        if h % factor or w % factor:
+            raise ValueError(f"maps of {h} x {w} pixels cannot be binned by {factor}")
+        blocks = np.asarray(img).reshape(n, h // factor, factor, w // factor, factor)
+        out[name] = (blocks.mean(axis=(2, 4)) if name == "y" else blocks.sum(axis=(2, 4))).astype(np.float32)
+    return out
 
 
 def stack_views(images: Mapping[str, np.ndarray], views: Mapping[str, Sequence[str]],

@@ -19,7 +19,7 @@ wildcard_constraints:
 
 # what a U-Net's training depends on: the cluster split and the network settings (not the
 # metrics, nor the other variants)
-MASS_MAPS_TRAINING = canonical({k: config["mass_maps"][k] for k in ("split", "unet")})
+MASS_MAPS_TRAINING = canonical({k: config["mass_maps"][k] for k in ("rebin", "split", "unet")})
 
 
 rule train_unet:
@@ -59,7 +59,7 @@ rule evaluate_mass_maps:
         table="results/mass_maps/table4.csv",
     params:
         variants=MASS_MAPS_VARIANTS,
-        mass_maps=canonical({k: config["mass_maps"][k] for k in ("split", "metrics")}),
+        mass_maps=canonical({k: config["mass_maps"][k] for k in ("rebin", "split", "metrics")}),
         seed=config["seed"],
     log:
         "logs/mass_maps/evaluate.log",
@@ -109,7 +109,7 @@ rule tune_unet:
     output:
         tuning="results/tuning/unet/{variant}/tuning.json",
     params:
-        mass_maps=canonical({k: config["mass_maps"][k] for k in ("split", "unet", "tune")}),
+        mass_maps=canonical({k: config["mass_maps"][k] for k in ("rebin", "split", "unet", "tune")}),
         seed=config["seed"],
     log:
         "logs/tuning/unet/{variant}.log",

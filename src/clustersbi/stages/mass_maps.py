@@ -50,6 +50,7 @@ from ..io import atomic_path, write_json
 from ..unet import (
     UNetConfig,
     cluster_split,
+    rebin_channels,
     load_unet,
     predict_mass_maps,
     train_unet,
@@ -110,6 +111,14 @@ def _views(variant: str, cutouts, cutouts_file) -> dict[str, list[str]]:
         raise ValueError(f"mass_maps.variants: {err} ({cutouts_file})") from None
 
 
+def _images(cutouts, mass_maps) -> dict[str, np.ndarray]:
+    """The cutouts' maps binned by ``mass_maps.rebin``."""
+    try:
+        return rebin_channels(cutouts.images, mass_maps["rebin"])
+    except ValueError as err:
+        raise ValueError(f"mass_maps.rebin: {err}") from None
+
+
 def train_unet_stage(cutouts_file, variant: str, mass_maps: Mapping[str, Any], seed: int, model_file,
                      device: str = "auto") -> None:
     """Rule ``train_unet``: train (or resume) the U-Net of one variant.
@@ -125,7 +134,7 @@ def train_unet_stage(cutouts_file, variant: str, mass_maps: Mapping[str, Any], s
               for r in ("train", "val", "test")}
     write_json(out / "split.json", {"fractions": dict(mass_maps["split"]), "seed": int(seed), "counts": counts,
                                     "variant": variant, "views": views})
-    result = train_unet(cutouts.images, roles, views, config, out, device=device)
+    result = train_unet(_images(cutouts, mass_maps), roles, views, config, out, device=device)
     logger.info("U-Net %s (%s): best val L1 %.4g at epoch %d of %d, %.0f s", variant, views, result.best_val_loss,
                 result.best_epoch + 1, len(result.history), result.seconds)
 
@@ -136,7 +145,7 @@ def tune_unet_stage(cutouts_file, variant: str, mass_maps: Mapping[str, Any], se
     cutouts = read_cutouts(cutouts_file)
     roles = _checked_roles(cutouts, mass_maps, seed, cutouts_file)
     tune = mass_maps["tune"]
-    summary = tune_unet(cutouts.images, roles, _views(variant, cutouts, cutouts_file), unet_config(mass_maps, variant, seed),
+    summary = tune_unet(_images(cutouts, mass_maps), roles, _views(variant, cutouts, cutouts_file), unet_config(mass_maps, variant, seed),
                         Path(tuning_file).parent, n_trials=tune["n_trials"], n_startup_trials=tune["n_startup_trials"],
                         device=device, seed=variant_seed(seed, variant))
     logger.info("U-Net %s tuning: best val L1 %.4g with %s", variant, summary["best_value"], summary["best_params"])
@@ -214,11 +223,12 @@ def evaluate_mass_maps_stage(cutouts_file, model_files: Mapping[str, str | os.Pa
     test = np.flatnonzero(roles == "test")
     if "mass" not in cutouts.images:
         raise ValueError(f"{cutouts_file}: no images/mass (the projected total mass the U-Nets predict)")
-    images = {c: v[test] for c, v in cutouts.images.items()}
+    binned = _images(cutouts, mass_maps)
+    images = {c: v[test] for c, v in binned.items()}
     true = images["mass"].astype(np.float64)
-    pixel_kpc = cutouts.pixel_kpc_array()[test]
+    pixel_kpc = cutouts.pixel_kpc_array()[test] * mass_maps["rebin"]
     r500_pix, r200_pix = cutouts.R500c_kpc[test] / pixel_kpc, cutouts.R200c_kpc[test] / pixel_kpc
-    half_width = cutouts.npix / 2.0
+    half_width = true.shape[-1] / 2.0
     clipped = float(np.mean(r200_pix > half_width))
     if clipped > 0:
         logger.warning("%.0f%% of the test maps are narrower than 2 R200: their outer profile apertures are cut "
