@@ -1,6 +1,5 @@
 # clustersbi: simulation-based inference for X-ray galaxy-cluster cosmology.
 # This file only wires the stages; the science lives in the clustersbi package (src/).
-from pathlib import Path
 
 from snakemake.utils import min_version
 
@@ -31,11 +30,7 @@ include: "workflow/rules/analytic.smk"
 include: "workflow/rules/compress.smk"
 include: "workflow/rules/infer.smk"
 include: "workflow/rules/images.smk"
-
-
-if Path(workflow.basedir, "workflow/rules/mass_maps.smk").exists():
-
-    include: "workflow/rules/mass_maps.smk"
+include: "workflow/rules/mass_maps.smk"
 
 
 rule all:

@@ -194,9 +194,9 @@ def final_outputs():
         # no simulation: no linear power per design point either
         return DESIGN_TARGETS + ANALYTIC_TARGETS + INFER_TARGETS
     if config["analysis"] == "cluster_images":
-        # per-cluster images and masses, no cosmological inference; the U-Net mass maps when
-        # their rules file is part of the workflow
-        return IMAGES_TARGETS + globals().get("MASS_MAPS_TARGETS", [])
+        # per-cluster images and masses (the mass CNN and the U-Net mass maps), no cosmological
+        # inference
+        return IMAGES_TARGETS + MASS_MAPS_TARGETS
     outputs = DESIGN_TARGETS + COSMOLOGY_TARGETS
     if config["analysis"] == "scaling":
         outputs += SIMULATE_TARGETS + SUMMARIES_TARGETS
