@@ -1,5 +1,6 @@
 # clustersbi: simulation-based inference for X-ray galaxy-cluster cosmology.
 # This file only wires the stages; the science lives in the clustersbi package (src/).
+
 from snakemake.utils import min_version
 
 min_version("8.20")
@@ -29,6 +30,8 @@ include: "workflow/rules/analytic.smk"
 include: "workflow/rules/catalogue.smk"
 include: "workflow/rules/compress.smk"
 include: "workflow/rules/infer.smk"
+include: "workflow/rules/images.smk"
+include: "workflow/rules/mass_maps.smk"
 
 
 rule all:

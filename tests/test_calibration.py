@@ -82,3 +82,25 @@ def test_exact_posteriors_have_unit_z_rms():
     # FoM of N(0, diag(sigma^2)): 1 / (0.02 * 0.05) = 1000
     assert out["fom_median"] == pytest.approx(1000.0, rel=0.1), out["fom_median"]
     assert evaluate_test_set(samples, truth, ["a", "b"])["fom_median"] is None
+
+
+def test_width_over_prior_of_known_gaussians_and_s8():
+    """Posteriors N(mu, 0.02) under a U(0.6, 1.0) prior: sigma68 ratio 0.02 / (0.68 * 0.4 / 2);
+    at Omega_m = 0.3 exactly S8 = sigma_8, at Omega_m = 1.2 S8 = 2 sigma_8."""
+    from clustersbi.calibration import width_over_prior, with_s8
+
+    rng = np.random.default_rng(3)
+    n_test, n_samples = 40, 4000
+    omega_m = np.full((n_test, n_samples), 0.3)
+    sigma_8 = rng.uniform(0.7, 0.9, size=(n_test, 1)) + 0.02 * rng.standard_normal((n_test, n_samples))
+    samples = np.stack([omega_m, sigma_8], axis=-1)
+    prior = np.column_stack([np.full(50000, 0.3), rng.uniform(0.6, 1.0, 50000)])
+    ratios = width_over_prior(samples, prior, ["Omega_m", "sigma_8"])
+    expected = 0.02 / (0.68 * 0.4 / 2)
+    assert ratios["sigma_8"]["ratio_median"] == pytest.approx(expected, rel=0.05)
+    assert ratios["S8"]["ratio_median"] == pytest.approx(expected, rel=0.05)
+    assert ratios["sigma_8"]["sigma68_prior"] == pytest.approx(0.136, rel=0.02)
+    doubled, names = with_s8(np.array([[1.2, 0.8]]), ["Omega_m", "sigma_8"])
+    assert names == ["Omega_m", "sigma_8", "S8"] and doubled[0, 2] == pytest.approx(1.6)
+    unchanged, names = with_s8(np.array([[0.8]]), ["sigma_8"])
+    assert names == ["sigma_8"] and unchanged.shape == (1, 1)

@@ -229,3 +229,14 @@ def test_training_on_cuda(tmp_path):
     assert next(res.model.parameters()).is_cuda
     mean, _ = compress(res, ts.x[:5])
     assert mean.shape == (5, 3) and np.all(np.isfinite(mean))
+
+
+def test_selected_parameters_keep_rows_and_order():
+    ts, _ = _linear_set(n=20, n_val=4)
+    picked = ts.select_parameters(["lnA", "Omega_m"])
+    assert picked.param_names == ["lnA", "Omega_m"]
+    np.testing.assert_array_equal(picked.theta, ts.theta[:, [2, 0]])
+    assert picked.x is ts.x and list(picked.split) == list(ts.split)
+    assert ts.select_parameters(None) is ts
+    with pytest.raises(ValueError, match=r"inference.parameters: \['S8'\]"):
+        ts.select_parameters(["S8"])

@@ -327,3 +327,16 @@ def test_the_catalogue_is_inferred_alone_by_both_simulated_analyses(repo):
     config["inference"]["summaries"] = ["catalogue"]
     with pytest.raises(ConfigError, match="does not produce"):
         validate_config(copy.deepcopy(config), repo / SCHEMA)
+
+
+def test_inferred_parameters_must_name_priors(repo):
+    config = load_yaml(repo / "tests" / "config" / "tiny_xod.yaml")
+    config["inference"]["parameters"] = ["sigma_8", "Omega_m"]
+    validate_config(copy.deepcopy(config), repo / SCHEMA)
+    config["inference"]["parameters"] = ["sigma_8", "S8"]
+    with pytest.raises(ConfigError, match=r"inference.parameters\[1\]: 'S8' is not a prior's name"):
+        validate_config(copy.deepcopy(config), repo / SCHEMA)
+    analytic = load_yaml(repo / "tests" / "config" / "tiny_analytic.yaml")
+    analytic.setdefault("inference", {})["parameters"] = ["Omega_m"]
+    with pytest.raises(ConfigError, match="analytic analysis .* leave it null"):
+        validate_config(analytic, repo / SCHEMA)

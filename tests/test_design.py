@@ -230,6 +230,24 @@ def test_chunk_design_records_round_trip_the_params(nested):
         design.record(3)
 
 
+def test_mocks_of_a_nested_chunk_are_the_design_table_rows():
+    """Each (simulation, inner row) mock has the design table's index, split and parameters."""
+    spec = make_spec(n=20, n_inner=4, chunk=8, nested=True)
+    design = ChunkDesign.from_params(chunk_design(spec, 1))
+    table = design_table(spec).set_index("index")
+    mocks = [m for r in design for m in r.mocks()]
+    assert [m.index for m in mocks] == list(range(8 * 4, 16 * 4))
+    for m in mocks:
+        row = table.loc[m.index]
+        assert (m.simulation, m.inner_index, m.split) == (row["simulation"], row["inner"], row["split"])
+        assert m.parameters == pytest.approx({n: row[n] for n in m.names})
+        assert m.to_attrs()["simulation"] == m.simulation and design.mock_record(m.index) == m
+    plain = ChunkDesign.from_params(chunk_design(make_spec(n=20, n_inner=1, chunk=8, nested=False), 1))
+    assert [r.mocks() for r in plain] == [[r] for r in plain] and plain.mock_record(9) == plain.record(9)
+    with pytest.raises(ValueError, match="mock 3 is not in chunk 1"):
+        design.mock_record(3)
+
+
 def test_light_params_get_their_inner_rows_in_the_job():
     spec = make_spec(n=20, n_inner=4, chunk=8)
     light = chunk_design(spec, 0, with_inner=False)

@@ -72,7 +72,9 @@ def test_interpret_stage_on_a_trained_toy(tmp_path, with_mass):
     x[0] = np.nan  # an empty catalogue
     split = np.array(["train"] * 150 + ["val"] * 25 + ["test"] * 25)
     training = tmp_path / "catalogue.h5"
-    write_training_set(training, TrainingSet(theta, x, split, ["sigma_8"]))
+    # a second design parameter the compressor does not estimate (inference.parameters: [sigma_8])
+    theta = np.column_stack([theta, np.random.default_rng(0).uniform(0, 1, len(theta))])
+    write_training_set(training, TrainingSet(theta, x, split, ["sigma_8", "nuisance"]))
     with h5py.File(training, "a") as f:
         f["counts"] = (~np.isnan(x).all(-1)).sum(1)
         if with_mass:
@@ -83,7 +85,8 @@ def test_interpret_stage_on_a_trained_toy(tmp_path, with_mass):
         architecture="catalogue_encoder",
         inputs={"x": {"extractor": "catalogue_encoder", "transform": "none", "standardize": "per_column", "channel_axis": None}},
         encoder={"hidden": [16], "channels": [8], "supplementary": [2]}, head_hidden=[16], max_epochs=3, batch_size=32)
-    train_compressor(TrainingSet(theta, x, split, ["sigma_8"]), cfg, tmp_path / "model", device="cpu")
+    train_compressor(TrainingSet(theta, x, split, ["sigma_8", "nuisance"]).select_parameters(["sigma_8"]), cfg,
+                     tmp_path / "model", device="cpu")
     plots = {k: tmp_path / f"{k}.png" for k in ("leave_one_out", "saliency", "terse", "mass_proxy")}
     out = tmp_path / "interpretation.json"
     interpret_catalogue_stage(training, tmp_path / "model" / "model.pt",
@@ -94,7 +97,9 @@ def test_interpret_stage_on_a_trained_toy(tmp_path, with_mass):
     n_clusters = int((~np.isnan(x[175:]).all(-1)).sum())
     assert summary["n_clusters"] == n_clusters and summary["mass_proxy"] == "log_mass_proxy"
     assert summary["fixed_mass"] == ("log_mass" if with_mass else "log_mass_proxy")
-    expected = {"log_l_x", "log_t", "log_mass_proxy", "n_clusters", "sigma_8"} | ({"log_mass"} if with_mass else set())
+    assert summary["leave_one_out"]["estimated_parameters"] == ["sigma_8"]
+    assert len(summary["leave_one_out"]["median_abs_delta"]) == 1
+    expected = {"log_l_x", "log_t", "log_mass_proxy", "n_clusters", "sigma_8", "nuisance"} | ({"log_mass"} if with_mass else set())
     assert set(summary["terse_correlations"]) == expected
     assert summary["saliency"]["mean_per_feature"]["log_mass_proxy"] == 0.0
     assert len(summary["saliency"]["mean_per_feature_and_mass_bin"]) == 3

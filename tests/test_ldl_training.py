@@ -16,7 +16,7 @@ import pytest
 
 from clustersbi import gas, ldl
 from clustersbi.design import Prior, SeedStream, derive_seed
-from clustersbi.io import ChunkFile
+from clustersbi.io import ChunkFile, h5_read_attrs
 from clustersbi.stages.ldl import (CLUSTER_COLUMNS, LDLPainter, ThetaSpace, fidelity_box_seeds, heldout_metrics,
                                    ldl_cluster_fidelity, paint_gas_chunk, train_ldl_models)
 from clustersbi.xray import builtin_xmm_epic, compute_emission_table
@@ -174,6 +174,42 @@ def test_paint_gas_chunk_writes_the_gas_contract(trained, tmp_path):
     ne2, _ = painter.paint(pos, mesh, box, {"Omega_m": 0.3, "A_AGN1": 2.0}, 0.3)
     # equal up to float32 rounding: a GPU's scatter-add order is not deterministic
     np.testing.assert_allclose(ne1, ne2, rtol=1e-5)
+
+
+def test_nested_design_paints_each_feedback_draw_on_the_same_particles(trained, tmp_path):
+    """design.nested: simulation 12 with two inner A_AGN1 draws gives mocks 24 and 25 (index
+    i * n_inner + j, as the design table), each painted with its own feedback value."""
+    outputs, _ = trained
+    rng = np.random.default_rng(5)
+    mesh, cell = (6, 6, 9), LIGHTCONE["cell_mpc_h"]
+    box = np.array(mesh) * cell
+    design = {"chunk": 0, "indices": [12], "seeds": [1], "splits": ["npe"], "outer_names": ["Omega_m"],
+              "outer": [[0.3]], "inner_names": ["A_AGN1"], "inner_priors": [{"name": "A_AGN1"}], "n_inner": 2,
+              "seed": 9, "inner": [[[0.5], [2.0]]]}
+    lattice = (np.stack(np.meshgrid(*[np.arange(n) for n in mesh], indexing="ij"), -1).reshape(-1, 3) + 0.5) * cell
+    pos = np.mod(lattice + rng.normal(0, 0.7, lattice.shape), box).astype(np.float32)
+    with h5py.File(tmp_path / "particles.h5", "w") as f:
+        g_sim = f.create_group("sim_000012")
+        g_sim.attrs.update({"index": 12, "seed": 1, "split": "npe", "param_Omega_m": 0.3, "omega_m": 0.3, "h": 0.7})
+        g = g_sim.create_group("lc_00").create_group("slab_00")
+        g.parent.attrs["lightcone"] = 0
+        g["positions_mpc_h"] = pos
+        g.attrs.update({"index": 0, "z_centre": 0.2, "box_mpc_h": box, "mesh_shape": np.array(mesh),
+                        "cell_mpc_h": cell, "los_axis": 2})
+    paint_gas_chunk(tmp_path / "particles.h5", outputs["ne"], outputs["t"], design, tmp_path / "gas.h5")
+    painter = LDLPainter(outputs["ne"], outputs["t"])
+    with h5py.File(tmp_path / "gas.h5", "r") as f:
+        assert sorted(f.keys()) == ["sim_000024", "sim_000025"]
+        painted = {}
+        for name, agn in (("sim_000024", 0.5), ("sim_000025", 2.0)):
+            attrs = h5_read_attrs(f[name])
+            assert (attrs["simulation"], attrs["param_A_AGN1"], attrs["split"]) == (12, agn, "npe")
+            assert list(attrs["param_names"]) == ["Omega_m", "A_AGN1"] and attrs["omega_m"] == 0.3
+            painted[agn] = f[name]["lc_00/slab_00/ne_cm3"][:]
+            expected, _ = painter.paint(pos, mesh, box, {"Omega_m": 0.3, "A_AGN1": agn}, 0.2)
+            np.testing.assert_allclose(painted[agn], expected, rtol=1e-5)
+    change = np.abs(painted[2.0] - painted[0.5]).max() / painted[0.5].max()
+    assert change > 1e-3, f"the two feedback draws painted the same gas (max relative change {change:.2g})"
 
 
 @pytest.fixture(scope="module")

@@ -41,6 +41,16 @@ def test_shipped_config_builds_its_dag(repo, tmp_path, name):
     assert "train_npe" in proc.stdout + proc.stderr, "the dry run planned no inference"
 
 
+def test_cluster_images_preset_builds_its_dag(repo, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(tmp_path), "-n", "--quiet",
+         "rules", "--configfile", str(repo / "config" / "cluster_images.yaml")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, f"config/cluster_images.yaml: {proc.stderr[-3000:]}"
+    assert "train_mass_cnn" in proc.stdout + proc.stderr, "the dry run planned no mass CNN"
+
+
 def test_every_shipped_config_is_listed(repo):
-    listed = {"analytic", "config", "encoder", "fields", "fields_paper", "xod", "xod_realistic"}
+    listed = {"analytic", "cluster_images", "config", "encoder", "fields", "fields_paper", "xod", "xod_realistic"}
     assert {p.stem for p in _configs(repo)} == listed

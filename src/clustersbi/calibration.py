@@ -365,6 +365,49 @@ def evaluate_test_set(
     return {"per_parameter": metrics, "fom_median": fom, "fom_params": list(fom_params) if fom is not None else None}
 
 
+#: the reference matter density of S_8 = sigma_8 sqrt(Omega_m / 0.3)
+S8_OMEGA_M_REF = 0.3
+
+
+def with_s8(samples: np.ndarray, param_names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Samples (..., n_params) with S_8 = sigma_8 sqrt(Omega_m / 0.3) appended as a last column.
+
+    Returns the samples unchanged (and the names) when Omega_m or sigma_8 is not inferred.
+    """
+    names = list(param_names)
+    if not {"Omega_m", "sigma_8"} <= set(names):
+        return np.asarray(samples), names
+    s = np.asarray(samples)
+    s8 = s[..., names.index("sigma_8")] * np.sqrt(np.clip(s[..., names.index("Omega_m")], 0.0, None) / S8_OMEGA_M_REF)
+    return np.concatenate([s, s8[..., None]], axis=-1), names + ["S8"]
+
+
+def width_over_prior(samples: np.ndarray, prior_samples: np.ndarray, param_names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """How much narrower than the prior the posteriors are, per parameter and for S_8.
+
+    Args:
+        samples: (B, S, n_params) posterior samples of B test simulations.
+        prior_samples: (S_prior, n_params) samples of the prior, same coordinates.
+        param_names: n_params names (S_8 is added when Omega_m and sigma_8 are among them).
+
+    Returns:
+        ``{name: {"sigma68_median", "sigma68_prior", "ratio_median", "ratio_q16", "ratio_q84"}}``:
+        the 68% half-widths (q84 - q16) / 2 of the posteriors (median over the B) and of the
+        prior, and the quantiles over the B of their ratio (1: no information).
+    """
+    post, names = with_s8(samples, param_names)
+    prior, _ = with_s8(np.asarray(prior_samples)[None], param_names)
+    width = posterior_summary(post)["sigma68"]  # (B, n)
+    width_prior = posterior_summary(prior)["sigma68"][0]  # (n,)
+    out = {}
+    for j, name in enumerate(names):
+        ratio = width[:, j] / width_prior[j]
+        q16, q50, q84 = np.quantile(ratio, [0.16, 0.5, 0.84])
+        out[name] = {"sigma68_median": float(np.median(width[:, j])), "sigma68_prior": float(width_prior[j]),
+                     "ratio_median": float(q50), "ratio_q16": float(q16), "ratio_q84": float(q84)}
+    return out
+
+
 def summarize_observation(
     samples: np.ndarray,
     param_names: Sequence[str],

@@ -340,6 +340,7 @@ def check_semantics(config: Mapping[str, Any]) -> None:
             if design["splits"].get(role, 0) <= 0:
                 raise ConfigError(f"design.splits.{role}: must be > 0 ({why})")
     _check_inference_summaries(config)
+    _check_inferred_parameters(config, names)
     if design.get("nested") and not config.get("priors", {}).get("astrophysics"):
         raise ConfigError("design.nested: a nested design needs priors.astrophysics")
     if not design.get("nested", True) and design.get("n_inner", 1) != 1:
@@ -364,7 +365,8 @@ def load_schema(path: str | Path) -> dict[str, Any]:
 
 
 #: what each analysis infers from when ``inference.summaries`` is null
-DEFAULT_INFERENCE_SUMMARIES = {"scaling": ["abundance+power_spectrum"], "ldl": ["xod"], "analytic": ["xod"]}
+DEFAULT_INFERENCE_SUMMARIES = {"scaling": ["abundance+power_spectrum"], "ldl": ["xod"], "analytic": ["xod"],
+                               "cluster_images": []}  # per-cluster masses: no cosmological inference
 
 
 def _default_inference_summaries(config: dict[str, Any]) -> None:
@@ -372,6 +374,19 @@ def _default_inference_summaries(config: dict[str, Any]) -> None:
     # an unknown analysis is left to the schema, which names it
     if isinstance(inference, dict) and inference.get("summaries") is None and analysis in DEFAULT_INFERENCE_SUMMARIES:
         inference["summaries"] = list(DEFAULT_INFERENCE_SUMMARIES[analysis])
+
+
+def _check_inferred_parameters(config: Mapping[str, Any], prior_names: list[str]) -> None:
+    """``inference.parameters`` must name priors; the analytic analysis infers every parameter."""
+    wanted = (config.get("inference") or {}).get("parameters")
+    if wanted is None:
+        return
+    for i, name in enumerate(wanted):
+        if name not in prior_names:
+            raise ConfigError(f"inference.parameters[{i}]: '{name}' is not a prior's name (priors name {prior_names})")
+    if config.get("analysis") == "analytic" and list(wanted) != prior_names:
+        raise ConfigError("inference.parameters: the analytic analysis compares the NPE with exact posteriors over "
+                          "every parameter; leave it null")
 
 
 def _check_inference_summaries(config: Mapping[str, Any]) -> None:

@@ -79,8 +79,11 @@ class SeedStream:
     #: observational noise of the X-ray maps: (simulation, lightcone, slab; n_slabs = the summed map)
     XRAY_NOISE = 8
     ANALYTIC_MOCK = 9  # analytic mock XOD draw: (index); its exact-posterior chain: (index, 1)
+    #: cluster images: the halo sample (0), one cluster's model and noise (1, cluster_id), the
+    #: image networks' initialisations and batches (2, network, fold)
+    CLUSTER_IMAGES = 10
     #: the noisy mass proxy of the catalogue features: (simulation, inner point)
-    MASS_PROXY = 10
+    MASS_PROXY = 11
     #: LDL training boxes and network initialisations (kept apart from the design's streams)
     LDL_TRAINING = 100
 
@@ -363,6 +366,9 @@ class SimulationRecord:
         inner_names: inner (nested) parameter names; empty without nesting.
         inner: (n_inner, len(inner_names)) inner rows; empty without nesting or when not
             computed.
+        simulation: for a mock of a nested design (:meth:`mocks`), its simulation's index
+            (``index`` is then the mock's, ``simulation * n_inner + inner_index``); else None.
+        inner_index: for such a mock, its inner row; else None.
     """
 
     index: int
@@ -372,6 +378,20 @@ class SimulationRecord:
     values: tuple[float, ...]
     inner_names: tuple[str, ...] = ()
     inner: tuple[tuple[float, ...], ...] = ()
+    simulation: int | None = None
+    inner_index: int | None = None
+
+    def mocks(self) -> list["SimulationRecord"]:
+        """The mocks of this simulation: itself without nesting; with ``n_inner`` inner rows, one
+        record per row, index ``index * n_inner + j`` (as :func:`design_table`), the simulation's
+        seed and split, parameters the outer values then row j. Painting a simulation's particles
+        once per mock reuses the dark matter for every feedback draw (design.nested)."""
+        if not self.inner:
+            return [self]
+        n_inner = len(self.inner)
+        return [SimulationRecord(self.index * n_inner + j, self.seed, self.split, self.names + self.inner_names,
+                                 self.values + tuple(row), simulation=self.index, inner_index=j)
+                for j, row in enumerate(self.inner)]
 
     @property
     def parameters(self) -> dict[str, float]:
@@ -402,6 +422,7 @@ class SimulationRecord:
             "param_names": [str(n) for n in self.theta_names],
             "theta": [float(v) for v in self.theta],
             **{f"param_{n}": float(v) for n, v in zip(self.theta_names, self.theta)},
+            **({"simulation": int(self.simulation), "inner": int(self.inner_index)} if self.simulation is not None else {}),
         }
 
     @classmethod
@@ -464,6 +485,15 @@ class ChunkDesign:
             if r.index == index:
                 return r
         raise ValueError(f"simulation {index} is not in chunk {self.chunk}")
+
+    def mock_record(self, index: int) -> SimulationRecord:
+        """The record of mock ``index`` (:meth:`SimulationRecord.mocks`; without nesting a mock is
+        its simulation); ValueError if it is not in this chunk."""
+        for r in self.records:
+            for mock in r.mocks():
+                if mock.index == index:
+                    return mock
+        raise ValueError(f"mock {index} is not in chunk {self.chunk}")
 
     def __iter__(self) -> Iterator[SimulationRecord]:
         return iter(self.records)

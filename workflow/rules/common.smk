@@ -215,6 +215,10 @@ def final_outputs():
     if config["analysis"] == "analytic":
         # no simulation: no linear power per design point either
         return DESIGN_TARGETS + ANALYTIC_TARGETS + INFER_TARGETS
+    if config["analysis"] == "cluster_images":
+        # per-cluster images and masses (the mass CNN and the U-Net mass maps), no cosmological
+        # inference
+        return IMAGES_TARGETS + MASS_MAPS_TARGETS
     outputs = DESIGN_TARGETS + COSMOLOGY_TARGETS
     if config["analysis"] == "scaling":
         outputs += SIMULATE_TARGETS + SUMMARIES_TARGETS

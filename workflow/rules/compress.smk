@@ -14,6 +14,7 @@ rule train_compressor:
         # the Optuna search settings (tune), other kinds' inputs and, but for a catalogue, the
         # encoder's settings do not change a training
         compress=lambda wildcards: compressor_settings(wildcards.summary),
+        parameters=config["inference"]["parameters"],
     log:
         "logs/models/compressor/{summary}.log",
     benchmark:
@@ -38,6 +39,7 @@ rule compress_summaries:
         compressed="results/compressed/{summary}.h5",
     params:
         priors=canonical(config["priors"]),
+        parameters=config["inference"]["parameters"],
     log:
         "logs/compressed/{summary}.log",
     benchmark:
@@ -84,6 +86,7 @@ rule tune_compressor:
         tuning="results/tuning/{summary}/tuning.json",
     params:
         compress=canonical(config["compress"]),
+        parameters=config["inference"]["parameters"],
     log:
         "logs/tuning/{summary}.log",
     benchmark:

@@ -53,6 +53,7 @@ rule evaluate_npe:
         table="results/inference/{summary}/metrics.csv",
     params:
         infer=infer_params,
+        priors=canonical(config["priors"]),
     log:
         "logs/inference/{summary}.log",
     benchmark:

@@ -10,4 +10,4 @@ torch.set_num_threads(snakemake.threads)  # the rule's threads, not every core
 from clustersbi.stages.infer import evaluate_npe_stage
 
 i = snakemake.input
-evaluate_npe_stage(i.compressed, i.model, snakemake.params.infer, dict(snakemake.output.items()))
+evaluate_npe_stage(i.compressed, i.model, snakemake.params.infer, dict(snakemake.output.items()), snakemake.params.priors)

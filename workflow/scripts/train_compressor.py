@@ -9,4 +9,5 @@ torch.set_num_threads(snakemake.threads)  # the rule's threads, not every core
 
 from clustersbi.stages.compress import train_compressor_stage
 
-train_compressor_stage(snakemake.input.training, snakemake.wildcards.summary, snakemake.params.compress, snakemake.output.model)
+train_compressor_stage(snakemake.input.training, snakemake.wildcards.summary, snakemake.params.compress, snakemake.output.model,
+                       snakemake.params.parameters)

@@ -5,4 +5,5 @@ log_to_file(snakemake.log[0])
 
 from clustersbi.stages.compress import tune_compressor_stage
 
-tune_compressor_stage(snakemake.input.training, snakemake.wildcards.summary, snakemake.params.compress, snakemake.output.tuning)
+tune_compressor_stage(snakemake.input.training, snakemake.wildcards.summary, snakemake.params.compress, snakemake.output.tuning,
+                      snakemake.params.parameters)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -103,6 +103,21 @@ class TrainingSet:
         m = self.mask(split)
         x = {k: v[m] for k, v in self.x.items()} if isinstance(self.x, Mapping) else self.x[m]
         return TrainingSet(self.theta[m], x, self.split[m], list(self.param_names))
+
+    def select_parameters(self, names: Sequence[str] | None) -> "TrainingSet":
+        """The same rows with only the parameters ``names`` (in that order) in theta.
+
+        The other parameters still vary across the rows, so a compressor and an NPE fitted on
+        the result learn the posterior marginalised over them (nuisance parameters). ``None``
+        keeps every parameter.
+        """
+        if names is None:
+            return self
+        missing = [n for n in names if n not in self.param_names]
+        if missing:
+            raise ValueError(f"inference.parameters: {missing} not among the training set's parameters {self.param_names}")
+        cols = [self.param_names.index(n) for n in names]
+        return TrainingSet(self.theta[:, cols], self.x, self.split, [str(n) for n in names])
 
 
 def load_training_set(path: str | os.PathLike) -> TrainingSet:

@@ -39,7 +39,8 @@ def _running_median(x: np.ndarray, y: np.ndarray, n_bins: int = 10):
 
 
 def plot_leave_one_out(arrays: Mapping[str, Any], path) -> None:
-    params, delta, proxy = arrays["param_names"], arrays["delta"], arrays["proxy"]
+    # the compressor estimates inference.parameters (all the design's when null)
+    params, delta, proxy = arrays.get("estimated_names") or arrays["param_names"], arrays["delta"], arrays["proxy"]
     fig, axes = plt.subplots(2, len(params), figsize=(3.4 * len(params), 6.2), squeeze=False)
     for j, p in enumerate(params):
         ax = axes[0, j]
@@ -159,7 +160,7 @@ def read_interpretation(clusters_file, summary_file) -> tuple[dict[str, Any], di
         arrays: dict[str, Any] = {k: f[k][()] for k in f}
         arrays.update(h5_read_attrs(f))
     arrays.setdefault("log_mass", None)
-    for key in ("feature_names", "param_names", "supplementary"):
+    for key in ("feature_names", "param_names", "estimated_names", "supplementary"):
         arrays[key] = [str(n) for n in np.atleast_1d(arrays.get(key, []))]
     arrays["thresholds"] = [float(t) for t in np.atleast_1d(arrays.get("thresholds", []))]
     with open(summary_file) as fh:

@@ -334,7 +334,8 @@ def interpret_catalogue(training_file, model_dir, interpret: Mapping[str, Any]) 
         "leave_one_out": {
             "median_abs_delta": np.median(np.abs(delta), axis=0).tolist() if delta.size else None,
             "central_68_abs_delta": np.percentile(np.abs(delta), 68, axis=0).tolist() if delta.size else None,
-            "correlation_with_mass_proxy": {p: it.correlation(delta[:, j], proxy) for j, p in enumerate(ts.param_names)},
+            "estimated_parameters": list(comp.param_names),
+            "correlation_with_mass_proxy": {p: it.correlation(delta[:, j], proxy) for j, p in enumerate(comp.param_names)},
             "above_thresholds": [{k: v for k, v in e.items() if k != "sorted"}
                                  for e in it.threshold_cdfs(delta, proxy, thresholds)],
         },
@@ -353,7 +354,7 @@ def interpret_catalogue(training_file, model_dir, interpret: Mapping[str, Any]) 
                                            for i, n in enumerate(names) if np.std(feats[:, i][np.isfinite(feats[:, i])]) > 0}
     arrays = {**per_cluster, "delta": delta, "proxy": proxy, "proxy_name": proxy_name, "log_mass": log_mass,
               "saliency": saliency, "binned_saliency": binned, "edges": edges, "feature_names": names,
-              "param_names": list(ts.param_names), "thresholds": list(thresholds),
+              "param_names": list(ts.param_names), "estimated_names": list(comp.param_names), "thresholds": list(thresholds),
               "supplementary": data["supplementary_features"]}
     return summary, arrays
 
@@ -375,4 +376,5 @@ def interpret_catalogue_stage(training_file, model_file, interpret: Mapping[str,
         for key in CLUSTER_ARRAYS:
             if arrays[key] is not None:
                 f[key] = np.asarray(arrays[key])
-        h5_write_attrs(f, {k: arrays[k] for k in ("proxy_name", "feature_names", "param_names", "thresholds", "supplementary")})
+        h5_write_attrs(f, {k: arrays[k] for k in ("proxy_name", "feature_names", "param_names", "estimated_names",
+                                                   "thresholds", "supplementary")})

@@ -84,13 +84,15 @@ def compressor_config(summary: str, compress: Mapping[str, Any], layout: Mapping
     return config_from_dict({**settings, "architecture": architecture, "inputs": inputs})
 
 
-def train_compressor_stage(training_file, summary: str, compress: Mapping[str, Any], model_file) -> None:
+def train_compressor_stage(training_file, summary: str, compress: Mapping[str, Any], model_file,
+                           parameters: Sequence[str] | None = None) -> None:
     """Rule ``train_compressor``: train (or resume training) the compressor of one training set.
 
     ``model_file``: the rule's ``model.pt``; the other outputs (module contract) are written
-    beside it.
+    beside it. ``parameters``: the inferred parameters (``inference.parameters``; None: all),
+    the only ones the compressor estimates.
     """
-    ts = load_training_set(training_file)
+    ts = load_training_set(training_file).select_parameters(parameters)
     for split in ("train", "val"):
         if not ts.mask(split).any():
             raise ValueError(f"{training_file}: no '{split}' rows; grow design.n_simulations or change design.splits")
@@ -99,15 +101,20 @@ def train_compressor_stage(training_file, summary: str, compress: Mapping[str, A
     logger.info("compressor %s: best val loss %.4g at epoch %d", summary, result.best_val_loss, result.best_epoch)
 
 
-def compress_stage(training_file, model_file, priors: Mapping[str, Sequence[Mapping]], out_file) -> None:
+def compress_stage(training_file, model_file, priors: Mapping[str, Sequence[Mapping]], out_file,
+                   parameters: Sequence[str] | None = None) -> None:
     """Rule ``compress``: compress every row of a training set; theta goes to inference coordinates.
 
     The compressed summary is the compressor's estimate of theta (physical units, the
     space it was trained in), then mapped like theta, so a log-uniform parameter's summary
-    is its estimated logarithm.
+    is its estimated logarithm. ``parameters``: the inferred parameters (None: all), as the
+    compressor was trained on; the others are dropped from theta (marginalised).
     """
-    ts = load_training_set(training_file)
+    ts = load_training_set(training_file).select_parameters(parameters)
     comp = load_compressor(Path(model_file).parent, device="auto")
+    if list(comp.param_names) != list(ts.param_names):
+        raise ValueError(f"{model_file}: the compressor estimates {list(comp.param_names)}, but the inferred parameters "
+                         f"are {list(ts.param_names)} (inference.parameters changed: retrain the compressor)")
     by_name = priors_by_name(priors)
     theta, _, _ = to_inference_coordinates(ts.theta, ts.param_names, by_name)
     y = _compressed(comp, ts.x, ts.param_names, by_name)
@@ -149,7 +156,8 @@ def compress_observation_stage(observation_file, model_file, priors: Mapping[str
     logger.info("observation %s compressed to %s", observation_file, np.array2string(y[0], precision=4))
 
 
-def tune_compressor_stage(training_file, summary: str, compress: Mapping[str, Any], tuning_file) -> None:
+def tune_compressor_stage(training_file, summary: str, compress: Mapping[str, Any], tuning_file,
+                          parameters: Sequence[str] | None = None) -> None:
     """Optuna search over the mls paper's Table 1 space for one training set's compressor.
 
     Writes ``tuning_file`` (``tuning.json``: every trial and the best configuration), the trials'
@@ -157,7 +165,8 @@ def tune_compressor_stage(training_file, summary: str, compress: Mapping[str, An
     """
     tune = compress["tune"]
     tune_compressor(
-        load_training_set(training_file), compressor_config(summary, compress, catalogue_layout(training_file)),
+        load_training_set(training_file).select_parameters(parameters),
+        compressor_config(summary, compress, catalogue_layout(training_file)),
         Path(tuning_file).parent,
         n_trials=int(tune["n_trials"]), n_startup_trials=int(tune["n_startup_trials"]), seed=int(compress["seed"]),
     )

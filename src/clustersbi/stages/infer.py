@@ -12,12 +12,14 @@ Contract (rules of ``infer.smk``), for a compressed training set
   (B, S, P), truths, observation samples), ``calibration.json`` (SBC ranks and KS p-values,
   TARP; ``expected_coverage`` and ``lc2st`` (:func:`clustersbi.calibration.run_diagnostics`,
   null where disabled); ``ensemble``: members and weights), ``metrics.json`` and
-  ``metrics.csv`` (per parameter: R^2, MARE, NMB, 68% widths; FoM of Omega_m-sigma_8).
+  ``metrics.csv`` (per parameter: R^2, MARE, NMB, 68% widths; FoM of Omega_m-sigma_8;
+  ``width_over_prior``: per parameter and for S8, the median over the test posteriors of
+  their 68% width over the prior's).
 - ``compare_xod_statistics``: in the ``metrics.json`` of two or more XOD statistics (cerardi
   Table 3: 3D, (CR, HR), (z, CR), z); out ``results/inference/xod_statistics.csv``, one row per
   statistic: its marginal, the median test-split FoM of (Omega_m, sigma_8), the mean test-split
-  68% half-widths of Omega_m and sigma_8 and their ratio to the prior's, and the same for the
-  observation.
+  68% half-widths of Omega_m and sigma_8 and their ratio to the prior's, the same for the
+  observation, and the median width ratios of every inferred parameter and S8.
 
 Inference coordinates: the NPE works where the prior is a box, i.e. ln(x) for parameters
 with a log-uniform prior; posterior samples are in those coordinates, names prefixed ``ln_``.
@@ -26,17 +28,17 @@ with a log-uniform prior; posterior samples are in those coordinates, names pref
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..calibration import evaluate_test_set, run_calibration, run_diagnostics, summarize_observation
+from ..calibration import evaluate_test_set, run_calibration, run_diagnostics, summarize_observation, width_over_prior
 from ..compress.data import TrainingSet, load_training_set
 from ..design import prior_box, priors_by_name
 from ..io import atomic_path, write_json
 from ..npe import load_npe, npe_config_from_dict, sample_posteriors, save_npe, train_npe_ensemble
 
-__all__ = ["train_npe_stage", "observation_summary", "lc2st_observations", "evaluate_npe_stage", "prior_sigma68",
+__all__ = ["train_npe_stage", "observation_summary", "lc2st_observations", "evaluate_npe_stage", "prior_samples", "prior_sigma68",
            "xod_statistics_table", "compressor_comparison_table"]
 
 #: infer keys that do not change the trained NPE (rule train_npe does not receive them)
@@ -104,6 +106,17 @@ def lc2st_observations(ts: TrainingSet, y_obs: np.ndarray, observation: Mapping[
 TABLE3_PARAMETERS = ("Omega_m", "sigma_8")
 
 
+def prior_samples(names: Sequence[str], priors: Mapping[str, Sequence[Mapping]], n: int, seed: int) -> np.ndarray:
+    """(n, len(names)) draws of the prior in inference coordinates (uniform in each box).
+
+    ``names``: inference names (``ln_`` prefixed for log-uniform priors, as the compressed
+    training sets name them).
+    """
+    original = [name[3:] if name.startswith("ln_") else name for name in names]
+    low, high = prior_box(original, priors_by_name(priors))
+    return np.random.default_rng(seed).uniform(low, high, size=(n, len(names)))
+
+
 def prior_sigma68(name: str, priors: Mapping[str, Any]) -> float:
     """68% half-width (q84 - q16) / 2 of a parameter's prior, uniform in inference coordinates:
     0.68 (high - low) / 2 of its box (ln x for a log-uniform prior).
@@ -147,6 +160,10 @@ def xod_statistics_table(metrics_files: Mapping[str, Any], marginals: Mapping[st
             obs = float(metrics["observation"]["per_parameter"][name]["sigma68"])
             row.update({f"{name}_sigma68_test": test, f"{name}_sigma68_test_over_prior": test / prior,
                         f"{name}_sigma68_observation": obs, f"{name}_sigma68_prior": prior})
+        # the median over the test posteriors of sigma68 / the prior's (S8 included): the
+        # informativeness the default run is judged by
+        for name, ratio in metrics.get("width_over_prior", {}).items():
+            row[f"{name}_width_over_prior_median"] = ratio["ratio_median"]
         rows.append(row)
     table = pd.DataFrame(rows)
     with atomic_path(out_csv) as tmp:
@@ -193,10 +210,14 @@ def compressor_comparison_table(metrics_files: Mapping[str, Any], calibration_fi
     return table
 
 
-def evaluate_npe_stage(compressed_file, npe_file, infer: Mapping[str, Any], outputs: Mapping[str, Any]) -> None:
+def evaluate_npe_stage(compressed_file, npe_file, infer: Mapping[str, Any], outputs: Mapping[str, Any],
+                       priors: Mapping[str, Sequence[Mapping]] | None = None) -> None:
     """Rule ``evaluate_npe``: posteriors of the test split and of the observation; calibration, metrics.
 
     ``outputs``: paths by role, ``samples``, ``calibration``, ``metrics``, ``table`` (module contract).
+    ``priors``: the config's ``priors`` section; with it ``metrics["width_over_prior"]`` compares the
+    test posteriors' 68% widths with the prior's, per parameter and for S_8
+    (:func:`clustersbi.calibration.width_over_prior`).
     """
     import h5py
     import pandas as pd
@@ -211,6 +232,8 @@ def evaluate_npe_stage(compressed_file, npe_file, infer: Mapping[str, Any], outp
     samples = sample_posteriors(npe.posterior, test.x, int(infer["n_posterior_samples"]), seed=seed)
     fom = ("Omega_m", "sigma_8") if {"Omega_m", "sigma_8"} <= set(names) else None
     metrics = evaluate_test_set(samples, test.theta, names, fom_params=fom)
+    if priors is not None:
+        metrics["width_over_prior"] = width_over_prior(samples, prior_samples(names, priors, 20000, seed + 4), names)
     calibration = run_calibration(npe.posterior, test.theta, test.x, n_samples=int(infer["n_calibration_samples"]),
                                   seed=seed + 1, param_names=names)
     y_obs, theta_obs, description = observation_summary(ts, infer["observation"])

@@ -857,24 +857,28 @@ def paint_gas_chunk(
             whose stored parameters differ from it (a stale file).
     """
     painter = LDLPainter(ne_model, t_model)
-    design = ChunkDesign.from_params(design_params, with_inner=False)
+    design = ChunkDesign.from_params(design_params)
     with ChunkFile.open(particle_file) as src, ChunkFile.create(out_file) as out:
-        work = [(attrs, g_sim, l, g_lc, g_slab) for attrs, g_sim in src.simulations()
-                for l, g_lc in ChunkFile.lightcones(g_sim) for g_slab in ChunkFile.slabs(g_lc)]
+        work = []
+        for attrs, g_sim in src.simulations():
+            record = design.record(int(attrs["index"]))
+            record.check_stored(attrs, str(particle_file))
+            # a nested design paints the same particles once per feedback draw (one mock each)
+            work += [(attrs, mock, light, g_slab) for mock in record.mocks()
+                     for light, g_lc in ChunkFile.lightcones(g_sim) for g_slab in ChunkFile.slabs(g_lc)]
         t0 = time.perf_counter()
-        for n, (sim_attrs, g_sim, light, g_lc, g_slab) in enumerate(work):
-            record = design.record(int(sim_attrs["index"]))
-            record.check_stored(sim_attrs, str(particle_file))
+        for n, (sim_attrs, mock, light, g_slab) in enumerate(work):
             attrs = h5_read_attrs(g_slab)
-            where = f"simulation {record.index} ({record.parameters}), lightcone {light}, slab {attrs['index']}"
+            where = (f"simulation {sim_attrs['index']}" + (f" mock {mock.index}" if mock.simulation is not None else "")
+                     + f" ({mock.parameters}), lightcone {light}, slab {attrs['index']}")
             try:
                 ne, t = painter.paint(g_slab["positions_mpc_h"][:], attrs["mesh_shape"], attrs["box_mpc_h"],
-                                      record.parameters, float(attrs["z_centre"]))
+                                      mock.parameters, float(attrs["z_centre"]))
                 if not (np.all(np.isfinite(ne)) and np.all(np.isfinite(t))):
                     raise FloatingPointError("non-finite n_e or T")
             except Exception as err:
                 raise RuntimeError(f"{where}: painting failed: {err}") from err
-            g_out_lc = ChunkFile.lightcone(out.simulation(record, carried=sim_attrs), light)
+            g_out_lc = ChunkFile.lightcone(out.simulation(mock, carried=sim_attrs), light)
             g_out = ChunkFile.add_slab(g_out_lc, int(attrs["index"]), **attrs)
             g_out.create_dataset("ne_cm3", data=ne)
             g_out.create_dataset("t_k", data=t)

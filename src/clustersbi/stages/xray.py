@@ -103,13 +103,13 @@ def emission_table_file(xray_cfg: Mapping[str, Any], z_max: float, out: str | Pa
 
 
 def iter_gas_lightcones(gas_file: ChunkFile, design: ChunkDesign):
-    """(simulation record, stored sim attributes, lightcone number, [slab h5py groups]) of a gas file.
+    """(mock record, stored sim attributes, lightcone number, [slab h5py groups]) of a gas file.
 
-    The record comes from the chunk ``design`` (rule params); the stored parameters must agree
-    with it (a stale gas file is an error).
+    The record comes from the chunk ``design`` (rule params; a mock of a nested design, or the
+    simulation itself); the stored parameters must agree with it (a stale gas file is an error).
     """
     for attrs, sim in gas_file.simulations():
-        record = design.record(int(attrs["index"]))
+        record = design.mock_record(int(attrs["index"]))
         record.check_stored(attrs, sim.name)
         for light, lc in ChunkFile.lightcones(sim):
             yield record, attrs, light, ChunkFile.slabs(lc)
@@ -186,7 +186,7 @@ def xray_maps_chunk(
     realistic = xray_cfg["realistic"]
     obs_kwargs = _observe_kwargs(realistic)
     bands = np.asarray(table.bands_kev)
-    design = ChunkDesign.from_params(design_params, with_inner=False)
+    design = ChunkDesign.from_params(design_params)
     with ChunkFile.open(gas_file) as gas, ChunkFile.create(out_file) as out:
         grid = None
         lightcones = list(iter_gas_lightcones(gas, design))
