@@ -53,7 +53,6 @@ device ``"auto"`` (CUDA when available, else CPU).
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -68,6 +67,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+# the compressor's training conventions, shared: device choice, per-epoch seeds and batches,
+# history.csv columns and writer
+from .compress.train import HISTORY_COLUMNS, _batches, _epoch_seed, _write_history, resolve_device
 from .design import derive_seed
 from .io import atomic_path, write_json
 
@@ -85,6 +87,7 @@ __all__ = [
     "stack_views",
     "rebin_channels",
     "resolve_device",
+    "HISTORY_COLUMNS",
     "build_unet",
     "UNetTrainResult",
     "train_unet",
@@ -165,13 +168,6 @@ def _config_from_dict(d: Mapping[str, Any]) -> UNetConfig:
     if unknown:
         raise ValueError(f"unknown unet config keys: {unknown}")
     return UNetConfig(**dict(d))
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"``/None: CUDA when available, else CPU; otherwise ``torch.device(device)``."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 # --------------------------------------------------------------------------- views and splits
@@ -423,22 +419,6 @@ class UNetTrainResult:
     seconds: float
 
 
-#: Columns of history.csv (as the compressor's; epoch wall times go to the log only).
-HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "lr")
-
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    return (int(seed) * 1_000_003 + int(epoch) * 7919 + 17) % (2**63 - 1)
-
-
-def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
-    g = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
-    perm = torch.randperm(n, generator=g).numpy()
-    nb = n // batch_size if n >= batch_size else 1
-    # the ragged last batch is dropped (BatchNorm needs > 1 map); every map is seen over epochs
-    return [perm[i * batch_size : (i + 1) * batch_size] for i in range(nb)]
-
-
 def _augment(xb: dict[str, torch.Tensor], yb: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One of the 8 symmetries of the square (torch RNG), the same for inputs and target of a batch."""
     turns, flip = int(torch.randint(4, (1,))), bool(torch.randint(2, (1,)))
@@ -494,14 +474,6 @@ def _evaluate(model: UNet, x: Mapping[str, np.ndarray], y: np.ndarray, device, b
             xb = {k: torch.from_numpy(v[sl]).to(device) for k, v in x.items()}
             total += float(_l1(model, xb, torch.from_numpy(y[sl]).to(device))) * (sl.stop - sl.start)
     return total / y.shape[0]
-
-
-def _write_history(path: Path, history: list[dict[str, float]]) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(HISTORY_COLUMNS), extrasaction="ignore")
-            w.writeheader()
-            w.writerows(history)
 
 
 def _normalization(views, transforms, target) -> dict[str, Any]:
@@ -605,7 +577,7 @@ def train_unet(
         running, seen = 0.0, 0
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(_epoch_seed(config.seed, epoch))  # dropout and augmentation draws of this epoch
-            for idx in _batches(y_tr.shape[0], config.batch_size, config.seed, epoch):
+            for idx in (b.numpy() for b in _batches(y_tr.shape[0], config.batch_size, config.seed, epoch)):
                 xb = {k: torch.from_numpy(v[idx]).to(device) for k, v in x_tr.items()}
                 yb = torch.from_numpy(y_tr[idx]).to(device)
                 if config.augment:
