@@ -44,7 +44,10 @@ rule train_ldl:
         "logs/models/ldl/train.log",
     benchmark:
         "results/benchmarks/models/ldl/train.tsv"
-    threads: 2
+    # JAX: XLA's CPU runtime uses the node's cores whatever is reserved here, and one job keeps
+    # ~0.7-1.2 of them busy (benchmarks/RESULTS.md), so one reserved thread lets two jobs share
+    # two cores; profiles/slurm sets the threads of GPU jobs (set-threads)
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=240,
@@ -71,7 +74,8 @@ rule ldl_fidelity:
         "logs/models/ldl/fidelity.log",
     benchmark:
         "results/benchmarks/models/ldl/fidelity.tsv"
-    threads: 2
+    # JAX: one reserved thread (see the first rule of this file)
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
@@ -94,7 +98,8 @@ rule paint_gas:
         "logs/gas/chunk_{chunk}.log",
     benchmark:
         "results/benchmarks/gas/chunk_{chunk}.tsv"
-    threads: 2
+    # JAX: one reserved thread (see the first rule of this file)
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=60,

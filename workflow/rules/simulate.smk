@@ -20,7 +20,10 @@ rule simulate_boxes:
         "logs/halos/chunk_{chunk}.log",
     benchmark:
         "results/benchmarks/halos/chunk_{chunk}.tsv"
-    threads: 2
+    # JAX: XLA's CPU runtime uses the node's cores whatever is reserved here, and one job keeps
+    # ~0.7-1.2 of them busy (benchmarks/RESULTS.md), so one reserved thread lets two jobs share
+    # two cores; profiles/slurm sets the threads of GPU jobs (set-threads)
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=120,
@@ -44,7 +47,8 @@ rule simulate_lightcone:
         "logs/particles/chunk_{chunk}.log",
     benchmark:
         "results/benchmarks/particles/chunk_{chunk}.tsv"
-    threads: 2
+    # JAX: one reserved thread (see the first rule of this file)
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=120,
