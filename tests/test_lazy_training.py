@@ -198,3 +198,54 @@ def test_schema_bounds_max_memory_mb(repo):
         config["compress"]["max_memory_mb"] = bad
         with pytest.raises(ValueError, match="max_memory_mb"):
             validate_config(config, schema)
+
+
+PRIORS = {"cosmology": [{"name": n, "label": n, "distribution": "uniform", "low": 0.0, "high": 1.0} for n in ("a", "b")]}
+
+
+@pytest.mark.slow
+def test_stages_train_and_compress_under_the_bound(repo, spectra_file, tmp_path):
+    """The rules' stages with compress.max_memory_mb: lazy training, and a compressed file equal
+    to the one the in-memory path writes."""
+    from clustersbi.stages.compress import compress_stage, train_compressor_stage
+
+    config = load_yaml(repo / "tests" / "config" / "tiny.yaml")
+    config["compress"].update(max_epochs=2, batch_size=16, head_hidden=[32, 32], max_memory_mb=BOUND_MB)
+    settings = validate_config(config, repo / "workflow" / "schemas" / "config.schema.yaml")["compress"]
+    model = tmp_path / "compressor" / "model.pt"
+    train_compressor_stage(spectra_file, "power_spectrum", settings, model, ["b"])
+    assert "max_memory_mb" not in (model.parent / "config.json").read_text(), "a reading setting is no model setting"
+    compress_stage(spectra_file, model, PRIORS, tmp_path / "lazy.h5", ["b"], max_memory_mb=BOUND_MB)
+    compress_stage(spectra_file, model, PRIORS, tmp_path / "memory.h5", ["b"], max_memory_mb=None)
+    lazy, memory = load_training_set(tmp_path / "lazy.h5"), load_training_set(tmp_path / "memory.h5")
+    assert lazy.param_names == memory.param_names == ["b"] and lazy.x.shape == (N_ROWS, 1)
+    np.testing.assert_allclose(lazy.x, memory.x, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(lazy.theta, memory.theta)
+    assert list(lazy.split) == list(memory.split)
+
+
+@pytest.mark.slow
+def test_lazy_cnn_on_one_channel_fields_equals_in_memory(tmp_path):
+    """A 3D CNN on one-channel fields (the axis added in memory has other strides than a lazily
+    prepared batch's, and torch's convolution rounds by the strides): same losses, weights and
+    compressions as in memory."""
+    rng = np.random.default_rng(2)
+    n, mesh = 96, 8
+    theta = rng.uniform(size=(n, 2))
+    x = np.expm1(rng.normal(0.3 * theta[:, :1, None, None], 0.5 + 0.5 * theta[:, 1:, None, None], size=(n, mesh, mesh, mesh)))
+    split = np.where(np.arange(n) % 6 == 0, "val", "train")
+    write_training_set(tmp_path / "fields.h5", TrainingSet(theta, x.astype(np.float32), split, ["a", "b"]))
+    cfg = CompressorConfig(architecture="cnn3d", inputs={"x": {"extractor": "cnn3d", "transform": "none", "standardize": "global",
+                                                               "channel_axis": None}},
+                           n_channels_first=2, n_blocks=2, head_hidden=[16], batch_size=8, max_epochs=2, patience=5, seed=1)
+    memory = train_compressor(load_training_set(tmp_path / "fields.h5"), cfg, tmp_path / "memory", device="cpu")
+    with LazyTrainingSet(tmp_path / "fields.h5", 0.3) as lazy:  # 15 rows of 20 KiB working memory each
+        assert lazy.max_rows == 15
+        result = train_compressor(lazy, cfg, tmp_path / "lazy", device="cpu")
+        got, _ = compress(memory, lazy)
+    for a, b in zip(memory.history, result.history):
+        np.testing.assert_allclose([b["train_loss"], b["val_loss"]], [a["train_loss"], a["val_loss"]], rtol=1e-6)
+    for (name, a), b in zip(memory.model.state_dict().items(), result.model.state_dict().values()):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=WEIGHT_ATOL, rtol=0, err_msg=name)
+    want, _ = compress(memory, load_training_set(tmp_path / "fields.h5").x)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -26,6 +26,7 @@ the model.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ import numpy as np
 from ..design import SPLITS
 
 from clustersbi.io import atomic_path
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "SPLITS",
@@ -360,6 +363,8 @@ def open_training_set(path: str | os.PathLike, max_memory_mb: float | None = Non
         lazy.close()
         yield load_training_set(path)
         return
+    log.info("%s: %d rows need %.1f MiB, over compress.max_memory_mb = %g; reading at most %d rows at a time",
+             path, lazy.n_rows, lazy.n_rows * lazy.row_bytes / 2**20, lazy.max_memory_mb, lazy.max_rows)
     with lazy:
         yield lazy
 

@@ -316,7 +316,14 @@ class _FileRows:
         self.ts, self.file_rows, self.config, self.transforms = ts, np.asarray(file_rows), config, transforms
 
     def inputs(self, idx) -> dict[str, np.ndarray]:
-        return prepare_inputs(self.ts.read(self.file_rows[idx]), self.config, self.transforms)
+        x = prepare_inputs(self.ts.read(self.file_rows[idx]), self.config, self.transforms)
+        if isinstance(idx, slice):
+            return x  # the strides of a slice of the in-memory arrays
+        # a fancy-indexed copy, as the in-memory batches are, for their strides (a size-1
+        # channel axis has stride 0 here, 4 there): torch picks its convolution layout, and so
+        # its rounding, by the strides
+        every = np.arange(len(self.file_rows[idx]))
+        return {k: v[every] for k, v in x.items()}
 
 
 def _tensors(arrs: Mapping[str, np.ndarray], device) -> dict[str, torch.Tensor]:
