@@ -249,3 +249,30 @@ def test_lazy_cnn_on_one_channel_fields_equals_in_memory(tmp_path):
         np.testing.assert_allclose(b.numpy(), a.numpy(), atol=WEIGHT_ATOL, rtol=0, err_msg=name)
     want, _ = compress(memory, load_training_set(tmp_path / "fields.h5").x)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_gather_writes_fields_one_mock_at_a_time(tmp_path):
+    """The gather rule's writer: rows equal to the mocks' summaries, ordered by index across
+    files, with a traced peak far below the training set's size."""
+    from clustersbi.io import h5_write_attrs
+    from clustersbi.stages.summaries import gather_training_set
+
+    rng = np.random.default_rng(5)
+    n, shape = 64, (2, 16, 16, 16)  # 64 mocks of 32 KiB: a 2 MiB training set
+    fields = rng.normal(size=(n, *shape)).astype(np.float32)
+    theta = rng.uniform(size=(n, 2))
+    order = rng.permutation(n)
+    files = [tmp_path / "chunk_0.h5", tmp_path / "chunk_1.h5"]
+    for k, path in enumerate(files):
+        with h5py.File(path, "w") as f:
+            for i in order[k::2]:  # indices interleaved across the files, out of order
+                g = f.create_group(f"mock_{i:07d}")
+                h5_write_attrs(g, {"index": int(i), "theta": theta[i], "split": "train", "param_names": ["a", "b"]})
+                g["fields"] = fields[i]
+    _, peak = _peak_mib(lambda: gather_training_set(files, "fields", tmp_path / "fields.h5"))
+    ts = load_training_set(tmp_path / "fields.h5")
+    np.testing.assert_array_equal(ts.x, fields)
+    np.testing.assert_array_equal(ts.theta, theta)
+    assert peak < 0.5, f"gathering a 2 MiB training set peaked at {peak:.2f} MiB"
+    with h5py.File(tmp_path / "fields.h5") as f:
+        assert f["x"].chunks == (32, *shape)

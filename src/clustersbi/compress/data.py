@@ -47,6 +47,7 @@ __all__ = [
     "TrainingSet",
     "load_training_set",
     "write_training_set",
+    "training_set_writer",
     "CHUNK_BYTES",
     "row_chunks",
     "row_working_bytes",
@@ -192,20 +193,54 @@ def _create_rows(group: h5py.Group, name: str, data: np.ndarray) -> None:
     group.create_dataset(name, data=data, chunks=row_chunks(data.shape, data.dtype.itemsize))
 
 
+@contextlib.contextmanager
+def training_set_writer(
+    path: str | os.PathLike,
+    theta: np.ndarray,
+    split: np.ndarray,
+    param_names: Sequence[str],
+    summaries: Mapping[str, tuple[Sequence[int], Any]],
+    grouped: bool,
+) -> Iterator[tuple[h5py.File, dict[str, h5py.Dataset]]]:
+    """Write a training set row by row, never holding its summaries (the layout
+    :func:`load_training_set` reads; the file appears, atomically, when the context exits
+    without error).
+
+    Args:
+        theta: (N, n_params); split: (N,) labels; param_names: n_params names.
+        summaries: name -> (per-sample shape, dtype) of each summary.
+        grouped: the summaries as datasets of a group ``x`` (combined inputs); otherwise
+            ``summaries`` names one summary, written as the dataset ``x``.
+
+    Yields:
+        (the open file, for attributes; name -> (N, ...) dataset, chunked along rows, to fill).
+    """
+    n = np.asarray(theta).shape[0]
+    if not grouped and len(summaries) != 1:
+        raise ValueError(f"one summary unless grouped, got {sorted(summaries)}")
+    ts = TrainingSet(theta, {k: _RowsShape((n, *shape)) for k, (shape, _) in summaries.items()}, split, list(param_names))
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        _create_rows(f, "theta", ts.theta)
+        parent = f.create_group("x") if grouped else f
+        datasets = {}
+        for k, (shape, dtype) in summaries.items():
+            full = (n, *tuple(int(m) for m in shape))
+            datasets[k] = parent.create_dataset(k if grouped else "x", shape=full, dtype=dtype,
+                                                chunks=row_chunks(full, np.dtype(dtype).itemsize))
+        f.create_dataset("split", data=np.asarray(ts.split, dtype="S"))
+        f.attrs["param_names"] = [str(n) for n in ts.param_names]
+        yield f, datasets
+
+
 def write_training_set(path: str | os.PathLike, ts: TrainingSet) -> None:
     """Write ``ts`` to HDF5 atomically (the layout :func:`load_training_set` reads), theta and
     the summaries chunked along rows (:func:`row_chunks`)."""
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            _create_rows(f, "theta", ts.theta)
-            if isinstance(ts.x, Mapping):
-                g = f.create_group("x")
-                for k, v in ts.x.items():
-                    _create_rows(g, k, v)
-            else:
-                _create_rows(f, "x", ts.x)
-            f.create_dataset("split", data=np.asarray(ts.split, dtype="S"))
-            f.attrs["param_names"] = [str(n) for n in ts.param_names]
+    arrays = {k: np.asarray(v) for k, v in ts.summaries().items()}
+    layout = {k: (v.shape[1:], v.dtype) for k, v in arrays.items()}
+    with training_set_writer(path, ts.theta, ts.split, ts.param_names, layout, isinstance(ts.x, Mapping)) as (_, datasets):
+        for k, v in arrays.items():
+            if v.size:
+                datasets[k][...] = v
 
 
 # --------------------------------------------------------------------------- reading on demand
