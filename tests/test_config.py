@@ -237,7 +237,7 @@ def _field_defaults(cls) -> dict:
 
 #: (dataclass, schema section, schema keys the stage reads itself, fields the stage derives)
 SETTINGS = [
-    (CompressorConfig, "compress", {"tune"}, {"architecture"}),
+    (CompressorConfig, "compress", {"tune", "max_memory_mb"}, {"architecture"}),
     (NPEConfig, "infer", {"observation", "diagnostics"}, set()),
     (DetectionConfig, "detection", set(), set()),
 ]

@@ -40,6 +40,7 @@ rule compress_summaries:
     params:
         priors=canonical(config["priors"]),
         parameters=config["inference"]["parameters"],
+        max_memory_mb=config["compress"]["max_memory_mb"],
     log:
         "logs/compressed/{summary}.log",
     benchmark:

@@ -11,6 +11,13 @@ Contract of the compress stage:
   ``last.pt`` (resume state: model, optimiser, scheduler, RNG states, epoch, history, early
   stopping counters; removed when training completes).
 
+A :class:`~clustersbi.compress.data.LazyTrainingSet` (a memory bound, ``compress.max_memory_mb``)
+is trained on and compressed without loading its summaries: the input transforms are fitted by
+streaming over blocks of training rows, and each batch's rows are read from the file and
+transformed when it is drawn. The batches are the same as in memory (same seeds), so the
+weights and losses agree with the in-memory path's to float32 rounding (the streamed
+transforms differ from the in-memory ones by float64 rounding only).
+
 Training (mls sect. 3.2): AdamW, ReduceLROnPlateau on the validation loss, early stopping after
 ``patience`` epochs without improvement, the weights of the best validation epoch kept. Batches
 are shuffled by a generator seeded with (seed, epoch), and each epoch's dropout draws come from
@@ -37,6 +44,8 @@ from torch import nn
 
 from clustersbi.compress.data import (
     InputTransform,
+    InputTransformFitter,
+    LazyTrainingSet,
     StandardizeName,
     TargetScaler,
     TrainingSet,
@@ -288,19 +297,68 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tenso
     return [perm[i * batch_size : (i + 1) * batch_size] for i in range(nb)]
 
 
-def _to_device(arrs: Mapping[str, np.ndarray], idx, device) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(v[idx]).to(device, non_blocking=True) for k, v in arrs.items()}
+class _PreparedRows:
+    """Network inputs of rows prepared in memory: ``inputs(idx)`` indexes them."""
+
+    def __init__(self, x: Mapping[str, np.ndarray]):
+        self.x = x
+
+    def inputs(self, idx) -> dict[str, np.ndarray]:
+        return {k: v[idx] for k, v in self.x.items()}
 
 
-def _evaluate(model: Compressor, x: Mapping[str, np.ndarray], y: np.ndarray, device, batch_size: int) -> float:
+class _FileRows:
+    """Network inputs of the rows ``file_rows`` of a lazy training set, read and transformed
+    per call: ``inputs(idx)`` reads ``file_rows[idx]``."""
+
+    def __init__(self, ts: LazyTrainingSet, file_rows: np.ndarray, config: "CompressorConfig",
+                 transforms: Mapping[str, InputTransform]):
+        self.ts, self.file_rows, self.config, self.transforms = ts, np.asarray(file_rows), config, transforms
+
+    def inputs(self, idx) -> dict[str, np.ndarray]:
+        x = prepare_inputs(self.ts.read(self.file_rows[idx]), self.config, self.transforms)
+        if isinstance(idx, slice):
+            return x  # the strides of a slice of the in-memory arrays
+        # a fancy-indexed copy, as the in-memory batches are, for their strides (a size-1
+        # channel axis has stride 0 here, 4 there): torch picks its convolution layout, and so
+        # its rounding, by the strides
+        every = np.arange(len(self.file_rows[idx]))
+        return {k: v[every] for k, v in x.items()}
+
+
+def _tensors(arrs: Mapping[str, np.ndarray], device) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in arrs.items()}
+
+
+def _evaluate(model: Compressor, x: "_PreparedRows | _FileRows", y: np.ndarray, device, batch_size: int) -> float:
     model.eval()
     total, n = 0.0, y.shape[0]
     with torch.no_grad():
         for i in range(0, n, batch_size):
             sl = slice(i, min(i + batch_size, n))
-            out = model(_to_device(x, sl, device))
+            out = model(_tensors(x.inputs(sl), device))
             total += float(_loss(model, out, torch.from_numpy(y[sl]).to(device))) * (sl.stop - sl.start)
     return total / n
+
+
+def _lazy_inputs(ts: LazyTrainingSet, config: "CompressorConfig"):
+    """Streamed transforms, target scaler and row sources of a lazy set's train and val rows."""
+    missing = sorted(set(config.inputs) - set(ts.shapes))
+    if missing:
+        raise ValueError(f"summary {missing[0]!r} missing; available: {sorted(ts.shapes)}")
+    if config.batch_size > ts.max_rows:
+        raise ValueError(
+            f"compress.batch_size = {config.batch_size} rows do not fit compress.max_memory_mb = "
+            f"{ts.max_memory_mb} MiB ({ts.max_rows} rows of {ts.path}); raise the bound or lower the batch size"
+        )
+    train_rows, val_rows = np.flatnonzero(ts.mask("train")), np.flatnonzero(ts.mask("val"))
+    fitters = {name: InputTransformFitter(spec.transform, spec.standardize) for name, spec in config.inputs.items()}
+    for _, block in ts.blocks(train_rows):
+        for name, fitter in fitters.items():
+            fitter.update(block[name])
+        del block
+    transforms = {name: f.result() for name, f in fitters.items()}
+    return transforms, _FileRows(ts, train_rows, config, transforms), _FileRows(ts, val_rows, config, transforms), train_rows, val_rows
 
 
 #: Columns of history.csv. The epoch's wall time (``seconds`` in the in-memory history) is
@@ -345,7 +403,8 @@ def train_compressor(
     """Train a compressor on the train rows of ``ts``, early-stopping on its val rows.
 
     Args:
-        ts: training set (needs train and val rows).
+        ts: training set (needs train and val rows), in memory or read on demand (a lazy set:
+            ``config.batch_size`` rows must fit its bound).
         config: resolved configuration.
         out_dir: directory for model.pt, normalization.json, config.json, history.csv, last.pt.
         device: "auto" (CUDA if available), "cpu", "cuda", ...
@@ -361,21 +420,27 @@ def train_compressor(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(device)
-    train, val = ts.subset("train"), ts.subset("val")
-    if train.theta.shape[0] < 2 or val.theta.shape[0] < 1:
-        raise ValueError(
-            f"need >= 2 train and >= 1 val rows, got {train.theta.shape[0]} and {val.theta.shape[0]}"
-        )
-    tr_sum = train.summaries()
-    transforms = {
-        name: fit_input_transform(tr_sum[name], spec.transform, spec.standardize)
-        for name, spec in config.inputs.items()
-    }
-    scaler = fit_target_scaler(train.theta)
-    x_tr = prepare_inputs(tr_sum, config, transforms)
-    x_va = prepare_inputs(val.summaries(), config, transforms)
-    y_tr, y_va = scaler.forward(train.theta), scaler.forward(val.theta)
-    in_shapes = {k: tuple(v.shape[1:]) for k, v in x_tr.items()}
+    n_train, n_val = int(ts.mask("train").sum()), int(ts.mask("val").sum())
+    if n_train < 2 or n_val < 1:
+        raise ValueError(f"need >= 2 train and >= 1 val rows, got {n_train} and {n_val}")
+    eval_batch = max(config.batch_size, 256)
+    if isinstance(ts, LazyTrainingSet):
+        transforms, x_tr, x_va, train_rows, val_rows = _lazy_inputs(ts, config)
+        theta_tr, theta_va = ts.theta[train_rows], ts.theta[val_rows]
+        eval_batch = min(eval_batch, ts.max_rows)
+    else:
+        train, val = ts.subset("train"), ts.subset("val")
+        tr_sum = train.summaries()
+        transforms = {
+            name: fit_input_transform(tr_sum[name], spec.transform, spec.standardize)
+            for name, spec in config.inputs.items()
+        }
+        x_tr = _PreparedRows(prepare_inputs(tr_sum, config, transforms))
+        x_va = _PreparedRows(prepare_inputs(val.summaries(), config, transforms))
+        theta_tr, theta_va = train.theta, val.theta
+    scaler = fit_target_scaler(theta_tr)
+    y_tr, y_va = scaler.forward(theta_tr), scaler.forward(theta_va)
+    in_shapes = {k: tuple(v.shape[1:]) for k, v in x_tr.inputs(slice(0, 1)).items()}
 
     write_json(out / "config.json", config.to_dict())
     write_json(
@@ -424,7 +489,7 @@ def train_compressor(
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(_epoch_seed(config.seed, epoch))  # dropout draws of this epoch
             for idx in _batches(y_tr.shape[0], config.batch_size, config.seed, epoch):
-                xb = _to_device(x_tr, idx.numpy(), device)
+                xb = _tensors(x_tr.inputs(idx.numpy()), device)
                 yb = torch.from_numpy(y_tr[idx.numpy()]).to(device)
                 opt.zero_grad(set_to_none=True)
                 loss = _loss(model, model(xb), yb)
@@ -432,7 +497,8 @@ def train_compressor(
                 opt.step()
                 running += float(loss.detach()) * len(idx)
                 seen += len(idx)
-        val_loss = _evaluate(model, x_va, y_va, device, max(config.batch_size, 256))
+                del xb, yb, loss  # before the next batch is read: one batch held at a time
+        val_loss = _evaluate(model, x_va, y_va, device, eval_batch)
         sched.step(val_loss)
         rec = {
             "epoch": epoch, "train_loss": running / seen, "val_loss": val_loss,
@@ -508,7 +574,7 @@ def load_compressor(path: str | os.PathLike, device: str | torch.device | None =
 
 def compress(
     comp: LoadedCompressor | TrainResult,
-    x: np.ndarray | Mapping[str, np.ndarray],
+    x: np.ndarray | Mapping[str, np.ndarray] | LazyTrainingSet,
     *,
     batch_size: int = 256,
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -516,7 +582,10 @@ def compress(
 
     Args:
         comp: a loaded compressor or a training result.
-        x: raw summaries (N, ...) or a dict name -> (N, ...), as in the training set.
+        x: raw summaries (N, ...) or a dict name -> (N, ...), as in the training set; or a lazy
+            training set, every row of which is compressed, read in batches of at most
+            ``min(batch_size, x.max_rows)`` rows (the same batches as in memory when the bound
+            holds ``batch_size`` rows, hence the same output).
 
     Returns:
         (mean, std): (N, n_params) compressed summaries in parameter units; std (N, n_params)
@@ -526,16 +595,20 @@ def compress(
     config = comp.config if isinstance(comp, LoadedCompressor) else None
     if config is None:
         config = config_from_dict(json.loads((Path(comp.out_dir) / "config.json").read_text()))
-    summaries = dict(x) if isinstance(x, Mapping) else {next(iter(config.inputs)): x}
-    inputs = prepare_inputs(summaries, config, comp.transforms)
+    if isinstance(x, LazyTrainingSet):
+        rows: _PreparedRows | _FileRows = _FileRows(x, np.arange(x.n_rows), config, comp.transforms)
+        n, batch_size = x.n_rows, min(batch_size, x.max_rows)
+    else:
+        summaries = dict(x) if isinstance(x, Mapping) else {next(iter(config.inputs)): x}
+        inputs = prepare_inputs(summaries, config, comp.transforms)
+        rows, n = _PreparedRows(inputs), next(iter(inputs.values())).shape[0]
     device = next(model.parameters()).device
-    n = next(iter(inputs.values())).shape[0]
     means, logvars = [], []
     model.eval()
     with torch.no_grad():
         for i in range(0, n, batch_size):
             sl = slice(i, min(i + batch_size, n))
-            mu, lv = model.mean_logvar(model(_to_device(inputs, sl, device)))
+            mu, lv = model.mean_logvar(model(_tensors(rows.inputs(sl), device)))
             means.append(mu.cpu().numpy())
             if lv is not None:
                 logvars.append(lv.cpu().numpy())

@@ -17,6 +17,10 @@ Contract (rules of ``compress.smk``), for a training set ``{summary}``
   attributes ``param_names`` (inference names), ``observation_file`` and, from a catalogue,
   ``source``, ``n_sources``, ``n_in_range``.
 - ``tune_compressor`` (optional): ``results/tuning/{summary}/tuning.json``.
+
+With ``compress.max_memory_mb`` set, a training set whose rows do not fit the bound is trained
+on, tuned on and compressed without loading its summaries
+(:func:`clustersbi.compress.data.open_training_set`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..compress.data import TrainingSet, load_training_set, write_training_set
+from ..compress.data import TrainingSet, open_training_set, write_training_set
 from ..compress.train import compress, config_from_dict, load_compressor, train_compressor, tune_compressor
 from ..design import inference_names, priors_by_name, to_inference_coordinates
 
@@ -79,7 +83,8 @@ def compressor_config(summary: str, compress: Mapping[str, Any], layout: Mapping
         inputs = {"x": inputs[kinds[0]]}
     else:
         architecture = "combined"
-    settings = {k: v for k, v in compress.items() if k not in ("inputs", "tune")}
+    # max_memory_mb: how the rows are read, not the compressor (the stages' business)
+    settings = {k: v for k, v in compress.items() if k not in ("inputs", "tune", "max_memory_mb")}
     settings["encoder"] = {**dict(compress.get("encoder", {})), **dict(layout or {})}
     return config_from_dict({**settings, "architecture": architecture, "inputs": inputs})
 
@@ -92,32 +97,35 @@ def train_compressor_stage(training_file, summary: str, compress: Mapping[str, A
     beside it. ``parameters``: the inferred parameters (``inference.parameters``; None: all),
     the only ones the compressor estimates.
     """
-    ts = load_training_set(training_file).select_parameters(parameters)
-    for split in ("train", "val"):
-        if not ts.mask(split).any():
-            raise ValueError(f"{training_file}: no '{split}' rows; grow design.n_simulations or change design.splits")
-    config = compressor_config(summary, compress, catalogue_layout(training_file))
-    result = train_compressor(ts, config, Path(model_file).parent)
+    with open_training_set(training_file, compress["max_memory_mb"]) as opened:
+        ts = opened.select_parameters(parameters)
+        for split in ("train", "val"):
+            if not ts.mask(split).any():
+                raise ValueError(f"{training_file}: no '{split}' rows; grow design.n_simulations or change design.splits")
+        config = compressor_config(summary, compress, catalogue_layout(training_file))
+        result = train_compressor(ts, config, Path(model_file).parent)
     logger.info("compressor %s: best val loss %.4g at epoch %d", summary, result.best_val_loss, result.best_epoch)
 
 
 def compress_stage(training_file, model_file, priors: Mapping[str, Sequence[Mapping]], out_file,
-                   parameters: Sequence[str] | None = None) -> None:
+                   parameters: Sequence[str] | None = None, max_memory_mb: float | None = None) -> None:
     """Rule ``compress``: compress every row of a training set; theta goes to inference coordinates.
 
     The compressed summary is the compressor's estimate of theta (physical units, the
     space it was trained in), then mapped like theta, so a log-uniform parameter's summary
     is its estimated logarithm. ``parameters``: the inferred parameters (None: all), as the
     compressor was trained on; the others are dropped from theta (marginalised).
+    ``max_memory_mb``: ``compress.max_memory_mb``, the bound on the rows held at once [MiB].
     """
-    ts = load_training_set(training_file).select_parameters(parameters)
-    comp = load_compressor(Path(model_file).parent, device="auto")
-    if list(comp.param_names) != list(ts.param_names):
-        raise ValueError(f"{model_file}: the compressor estimates {list(comp.param_names)}, but the inferred parameters "
-                         f"are {list(ts.param_names)} (inference.parameters changed: retrain the compressor)")
-    by_name = priors_by_name(priors)
-    theta, _, _ = to_inference_coordinates(ts.theta, ts.param_names, by_name)
-    y = _compressed(comp, ts.x, ts.param_names, by_name)
+    with open_training_set(training_file, max_memory_mb) as opened:
+        ts = opened.select_parameters(parameters)
+        comp = load_compressor(Path(model_file).parent, device="auto")
+        if list(comp.param_names) != list(ts.param_names):
+            raise ValueError(f"{model_file}: the compressor estimates {list(comp.param_names)}, but the inferred parameters "
+                             f"are {list(ts.param_names)} (inference.parameters changed: retrain the compressor)")
+        by_name = priors_by_name(priors)
+        theta, _, _ = to_inference_coordinates(ts.theta, ts.param_names, by_name)
+        y = _compressed(comp, ts.x if isinstance(ts, TrainingSet) else ts, ts.param_names, by_name)
     write_training_set(out_file, TrainingSet(theta, y, ts.split, inference_names(ts.param_names, by_name)))
 
 
@@ -164,9 +172,10 @@ def tune_compressor_stage(training_file, summary: str, compress: Mapping[str, An
     checkpoints beside it; copy the values you adopt into the config's ``compress`` section.
     """
     tune = compress["tune"]
-    tune_compressor(
-        load_training_set(training_file).select_parameters(parameters),
-        compressor_config(summary, compress, catalogue_layout(training_file)),
-        Path(tuning_file).parent,
-        n_trials=int(tune["n_trials"]), n_startup_trials=int(tune["n_startup_trials"]), seed=int(compress["seed"]),
-    )
+    with open_training_set(training_file, compress["max_memory_mb"]) as opened:
+        tune_compressor(
+            opened.select_parameters(parameters),
+            compressor_config(summary, compress, catalogue_layout(training_file)),
+            Path(tuning_file).parent,
+            n_trials=int(tune["n_trials"]), n_startup_trials=int(tune["n_startup_trials"]), seed=int(compress["seed"]),
+        )

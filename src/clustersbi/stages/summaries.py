@@ -25,11 +25,11 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..compress.data import TrainingSet, write_training_set
+from ..compress.data import training_set_writer
 from ..design import ChunkDesign, SeedStream, derive_seed
 from ..fields import overdensity_variants
 from ..io import atomic_path, h5_read_attrs, h5_write_attrs
@@ -181,11 +181,10 @@ def summarise_chunk(
             sum_out["k_h_mpc"] = k_h_mpc
 
 
-def gather_summaries(summary_files: Sequence[str | Path], kind: str) -> dict[str, Any]:
-    """Stack one summary kind of all mocks: theta (N, P), x (N, ...), split (N,), index (N,).
-
-    Mocks come out ordered by index whatever the order of the files.
-    """
+def _usable_mocks(summary_files: Sequence[str | Path], kind: str) -> dict[str, Any]:
+    """The mocks that enter a training set, ordered by index, without their summaries:
+    index (N,), theta (N, P), split (N,), param_names, where (N,) (file, group) pairs,
+    empty (indices of the mocks with an empty catalogue)."""
     import h5py
 
     if kind not in SUMMARY_KINDS:
@@ -198,10 +197,7 @@ def gather_summaries(summary_files: Sequence[str | Path], kind: str) -> dict[str
                 if "empty" in attrs:
                     empty.append(int(attrs["index"]))
                     continue
-                x = f[name][kind][()]
-                if not np.all(np.isfinite(x)):
-                    raise ValueError(f"{path}: mock {attrs['index']} has non-finite {kind}")
-                rows.append((attrs["index"], attrs["theta"], x, attrs["split"], attrs["param_names"]))
+                rows.append((attrs["index"], attrs["theta"], attrs["split"], attrs["param_names"], str(path), name))
     if empty:
         logger.warning("%d mocks with an empty cluster catalogue left out of the %s training set: %s",
                        len(empty), kind, sorted(empty))
@@ -212,28 +208,68 @@ def gather_summaries(summary_files: Sequence[str | Path], kind: str) -> dict[str
         "empty": sorted(empty),
         "index": np.array([r[0] for r in rows]),
         "theta": np.array([r[1] for r in rows], dtype=np.float64),
-        "x": np.stack([r[2] for r in rows]),
-        "split": np.array([r[3] for r in rows]),
-        "param_names": list(rows[0][4]),
+        "split": np.array([r[2] for r in rows]),
+        "param_names": list(rows[0][3]),
+        "where": [(r[4], r[5]) for r in rows],
     }
+
+
+def _mock_summaries(mocks: Mapping[str, Any], kind: str) -> Iterator[tuple[int, np.ndarray]]:
+    """(row, summary) of every mock of :func:`_usable_mocks`, one file open at a time, one
+    summary held at a time; a non-finite summary is an error naming its file and mock."""
+    import h5py
+
+    by_file: dict[str, list[tuple[int, str]]] = {}
+    for row, (path, name) in enumerate(mocks["where"]):
+        by_file.setdefault(path, []).append((row, name))
+    for path, members in by_file.items():
+        with h5py.File(path, "r") as f:
+            for row, name in members:
+                x = f[name][kind][()]
+                if not np.all(np.isfinite(x)):
+                    raise ValueError(f"{path}: mock {mocks['index'][row]} has non-finite {kind}")
+                yield row, x
+
+
+def gather_summaries(summary_files: Sequence[str | Path], kind: str) -> dict[str, Any]:
+    """Stack one summary kind of all mocks: theta (N, P), x (N, ...), split (N,), index (N,).
+
+    Mocks come out ordered by index whatever the order of the files. (The gather rule writes
+    the rows one at a time instead: :func:`gather_training_set`.)
+    """
+    mocks = _usable_mocks(summary_files, kind)
+    x = [None] * len(mocks["where"])
+    for row, summary in _mock_summaries(mocks, kind):
+        x[row] = summary
+    return {k: v for k, v in mocks.items() if k != "where"} | {"x": np.stack(x)}
 
 
 def gather_training_set(summary_files: Sequence[str | Path], name: str, path: str | Path) -> None:
     """Rule ``gather_summaries``: write the training set ``name`` (a kind, or kinds joined by '+' for combined inputs).
 
     A single kind gives ``x`` as one array; ``abundance+power_spectrum`` gives a group ``x``
-    with one array per kind (the compressor's combined feature extractors).
+    with one array per kind (the compressor's combined feature extractors). Rows are written
+    one mock at a time, so a training set larger than memory (paper-scale 64^3 fields) can
+    be gathered; its datasets are chunked along rows for the compressor's lazy reader.
     """
     import h5py
 
     kinds = name.split("+")
-    gathered = {kind: gather_summaries(summary_files, kind) for kind in kinds}
-    first = gathered[kinds[0]]
+    mocks = {kind: _usable_mocks(summary_files, kind) for kind in kinds}
+    first = mocks[kinds[0]]
     for kind in kinds[1:]:
-        if not np.array_equal(gathered[kind]["index"], first["index"]):
+        if not np.array_equal(mocks[kind]["index"], first["index"]):
             raise ValueError(f"summary kinds {kinds} cover different mocks")
-    x = first["x"] if len(kinds) == 1 else {kind: gathered[kind]["x"] for kind in kinds}
-    with atomic_path(path) as tmp:
-        write_training_set(tmp, TrainingSet(first["theta"], x, first["split"], first["param_names"]))
-        with h5py.File(tmp, "a") as f:
-            f.attrs["excluded_empty_mocks"] = first["empty"]
+    layout = {}
+    for kind in kinds:
+        path0, group0 = first["where"][0]
+        with h5py.File(path0, "r") as f:
+            ds = f[group0][kind]
+            layout[kind] = (ds.shape, ds.dtype)
+    with training_set_writer(path, first["theta"], first["split"], first["param_names"], layout, len(kinds) > 1) as (f, datasets):
+        for kind in kinds:
+            for row, x in _mock_summaries(mocks[kind], kind):
+                if x.shape != layout[kind][0]:
+                    raise ValueError(f"mock {first['index'][row]}: {kind} of shape {x.shape}, the first mock's is {layout[kind][0]}")
+                datasets[kind][row] = x
+        f.attrs["excluded_empty_mocks"] = first["empty"]
