@@ -95,3 +95,36 @@ def test_cell_window_wraps():
     grid = np.arange(6 * 5 * 2).reshape(6, 5, 2)
     win = cell_window(grid, (0, 4), 4)
     np.testing.assert_array_equal(win[:, :, 0], grid[np.ix_([4, 5, 0, 1], [2, 3, 4, 0])][:, :, 0])
+
+
+def test_slab_cutouts_write_a_valid_cutout_file(tmp_path):
+    from clustersbi.cutouts import read_cutouts, write_cutouts
+    from clustersbi.sim_cutouts import slab_cutouts
+
+    rng = np.random.default_rng(4)
+    shape = (24, 24, 8)
+    box = np.array(shape, dtype=float)  # 1 Mpc/h cells
+    grid = (np.stack(np.meshgrid(*[np.arange(s) + 0.5 for s in shape], indexing="ij"), -1)).reshape(-1, 3)
+    centre = np.array([12.3, 5.6, 4.1])
+    n_halo = 400
+    pos = np.concatenate([grid[:-n_halo], _isothermal_sphere(n_halo, 1.0, 1.0, centre, rng)])
+    ne = np.full(shape, 1e-6)
+    t = np.full(shape, 1e6)
+    ne[10:15, 3:8, :] = 1e-4
+    t[10:15, 3:8, :] = 3e7
+    table = compute_emission_table(load_response(builtin="xmm-epic-pn+2mos"), bands_kev=[[0.5, 2.0]],
+                                   kt_kev=np.geomspace(0.08, 20, 24), z=np.array([0.0, 0.2, 0.4]))
+    slab = {"box_mpc_h": box, "cell_mpc_h": 1.0, "z_centre": 0.2, "chi_lo": 500.0}
+    cut = slab_cutouts(pos, ne, t, slab, 0.3, 0.7, table, mass_min_msun_h=1e13, npix=16, exposure_s=1e4)
+    write_cutouts(tmp_path / "c.h5", cut)
+    back = read_cutouts(tmp_path / "c.h5")
+    assert back.n == 1 and back.source == "simulation"
+    assert back.channels == ["xray_0.5-2", "y", "mass"]
+    m_part = RHO_CRIT_MSUN_H_MPC_H3 * 0.3 * np.prod(box) / len(pos)
+    # the whole slab depth is projected: the halo and 16 x 16 x 8 background particles, less the halo's stand-ins
+    assert back.images["mass"][0].sum() == pytest.approx(m_part * (16 * 16 * 8 + n_halo) , rel=0.02)
+    assert 0 < back.M500c[0] < back.M200c[0] <= m_part * (n_halo + 50)
+    assert back.pixel_kpc_array()[0] == pytest.approx(1e3 / 0.7 / 1.2)
+    # the hot block dominates the X-ray and y maps, centred near the halo (cell 12, 5 -> pixel 8, 8)
+    img = back.images["xray_0.5-2"][0]
+    assert np.unravel_index(np.argmax(img), img.shape)[0] in range(6, 11) and img.max() > 100 * np.median(img)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cluster_images import M_E_C2_KEV, SIGMA_T_CM2
+from .cutouts import Cutouts, xray_channel_name
 from .constants import K_B_KEV_PER_K, MPC_CM, RHO_CRIT_MSUN_H_MPC_H3
 from .cosmology import efunc
 from .fof import fof_labels, linking_length_mpc_h
@@ -43,6 +44,7 @@ __all__ = [
     "projected_mass_map",
     "compton_y_map",
     "xray_rate_map",
+    "slab_cutouts",
 ]
 
 
@@ -167,3 +169,53 @@ def xray_rate_map(ne_cm3: np.ndarray, t_k: np.ndarray, z: float, chi_lo_mpc_h: f
         chi = chi_lo_mpc_h + (k + 0.5) * cell_mpc_h
         out += voxel_count_rates(ne[..., k], t[..., k], z, chi, cell_mpc_h**3, h, table)
     return out
+
+
+def slab_cutouts(positions_mpc_h: np.ndarray, ne_cm3: np.ndarray, t_k: np.ndarray, slab: dict, omega_m: float,
+                 h: float, table: EmissionTable, *, mass_min_msun_h: float, npix: int, exposure_s: float,
+                 region: int = 0, first_id: int = 0) -> Cutouts | None:
+    """Cutouts (one view, along the slab's line of sight) of every halo of one slab, or None if none.
+
+    Args:
+        positions_mpc_h: (N, 3) the slab's particles; ``ne_cm3``, ``t_k``: its painted gas on the
+            slab mesh ``slab["mesh_shape"]`` (comoving n_e [cm^-3], T [K]).
+        slab: the slab attributes (:func:`clustersbi.lightcone.slab_attributes`).
+        omega_m, h: the simulation's cosmology; ``table``: the X-ray chain's emission table.
+        mass_min_msun_h: FoF mass cut [Msun/h]; npix: pixels (= cells) per side.
+        exposure_s: the X-ray channels are expected counts, count rate x exposure (no Poisson noise).
+        region, first_id: the cutouts' ``region`` and the first ``cluster_id``.
+
+    Channels: ``xray_<lo>-<hi>`` per band of ``table``, ``y``, ``mass``; pixel scale = the cell,
+    cell_mpc_h / (1+z) / h in physical kpc x 1e3; redshift = the slab's ``z_centre``.
+    """
+    box = np.asarray(slab["box_mpc_h"], dtype=np.float64)
+    cell = float(slab["cell_mpc_h"])
+    z = float(slab["z_centre"])
+    m_part = RHO_CRIT_MSUN_H_MPC_H3 * omega_m * float(np.prod(box)) / len(positions_mpc_h)
+    halos = find_slab_halos(positions_mpc_h, box, m_part, mass_min_msun_h)
+    kept, images = [], {name: [] for name in ("xray", "y", "mass")}
+    for k, centre in enumerate(halos.centre_mpc_h):
+        m500, r500 = spherical_overdensity(positions_mpc_h, box, centre, m_part, z, omega_m, 500.0)
+        m200, r200 = spherical_overdensity(positions_mpc_h, box, centre, m_part, z, omega_m, 200.0)
+        if m500 <= 0 or m200 <= 0:
+            continue  # no particle sphere reaches 500 rho_c(z) about the FoF centre
+        cc = tuple(int(c) for c in np.floor(centre[:2] / cell))
+        ne_w, t_w = cell_window(ne_cm3, cc, npix), cell_window(t_k, cc, npix)
+        images["xray"].append(xray_rate_map(ne_w, t_w, z, float(slab["chi_lo"]), cell, h, table) * exposure_s)
+        images["y"].append(compton_y_map(ne_w, t_w, z, cell, h))
+        images["mass"].append(projected_mass_map(positions_mpc_h, box, cc, npix, cell, m_part))
+        kept.append((k, m500, m200, r500, r200))
+    if not kept:
+        return None
+    idx, m500, m200, r500, r200 = (np.array(v) for v in zip(*kept))
+    to_kpc = 1e3 / h / (1.0 + z)
+    xray = np.stack(images["xray"])
+    channels = {xray_channel_name(lo, hi): xray[:, b] for b, (lo, hi) in enumerate(table.bands_kev)}
+    n = len(idx)
+    return Cutouts(
+        images={**channels, "y": np.stack(images["y"]), "mass": np.stack(images["mass"])},
+        pixel_kpc=np.full(n, cell * to_kpc), cluster_id=first_id + np.arange(n), view=np.zeros(n, dtype=np.int64),
+        region=np.full(n, region), redshift=np.full(n, z), M500c=m500, M200c=m200, R500c_kpc=r500 * to_kpc,
+        R200c_kpc=r200 * to_kpc, exposure_s=np.full(n, exposure_s), source="simulation",
+        position=halos.centre_mpc_h[idx.astype(int)], extras={"fof_mass_msun_h": halos.fof_mass_msun_h[idx.astype(int)]},
+    )
