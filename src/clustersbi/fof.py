@@ -104,7 +104,8 @@ def fof_labels(pos_mpc_h: np.ndarray, box_mpc_h: float, linking_length_mpc_h: fl
 
     Args:
         pos_mpc_h: (n, 3) positions [Mpc/h]; wrapped into [0, box) here.
-        box_mpc_h: side of the periodic cube [Mpc/h].
+        box_mpc_h: side of the periodic cube [Mpc/h], or (3,) sides of a periodic box
+            (lightcone slabs are (W, W, depth) boxes).
         linking_length_mpc_h: particles closer than this are friends [Mpc/h].
 
     Returns:
@@ -119,11 +120,12 @@ def fof_labels(pos_mpc_h: np.ndarray, box_mpc_h: float, linking_length_mpc_h: fl
         raise ValueError(f"pos_mpc_h must have shape (n, 3), got {pos.shape}")
     if not np.all(np.isfinite(pos)):
         raise ValueError("pos_mpc_h contains non-finite values")
-    if linking_length_mpc_h <= 0 or linking_length_mpc_h >= 0.5 * box_mpc_h:
+    box = np.broadcast_to(np.asarray(box_mpc_h, dtype=np.float64), (3,))
+    if linking_length_mpc_h <= 0 or np.any(linking_length_mpc_h >= 0.5 * box):
         raise ValueError(f"linking_length_mpc_h must be in (0, box/2), got {linking_length_mpc_h}")
-    pos = np.mod(pos, box_mpc_h)
-    pos[pos >= box_mpc_h] = 0.0  # np.mod can round up to exactly box for tiny negatives
-    tree = cKDTree(pos, boxsize=box_mpc_h)
+    pos = np.mod(pos, box)
+    pos[pos >= box] = 0.0  # np.mod can round up to exactly box for tiny negatives
+    tree = cKDTree(pos, boxsize=box)
     pairs = tree.query_pairs(linking_length_mpc_h, output_type="ndarray")
     n = len(pos)
     logger.info("FoF: %d particles, %d linked pairs", n, len(pairs))
