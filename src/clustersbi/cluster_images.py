@@ -76,7 +76,8 @@ import numpy as np
 from scipy import ndimage, special
 from scipy.spatial.transform import Rotation
 
-from .constants import KEV_ERG, M_P_G, MPC_CM, MSUN_G, NE_OVER_NH, RHO_CRIT_MSUN_H_MPC_H3, X_H
+from .constants import (KEV_ERG, M_E_C2_KEV, M_P_G, MPC_CM, MSUN_G, NE_OVER_NH, RHO_CRIT_MSUN_H_MPC_H3,
+                        SIGMA_T_CM2, X_H)
 from .cosmology import Cosmology, angular_diameter_distance_mpc_h, comoving_distance_mpc_h, efunc
 from .cutouts import Cutouts, xray_channel_name
 from .xray.emission import EmissionTable
@@ -104,10 +105,9 @@ __all__ = [
     "project_particles",
     "project_gas",
     "generate_cutouts",
+    "compton_y",
 ]
 
-SIGMA_T_CM2 = 6.6524587321e-25
-M_E_C2_KEV = 510.99895
 MU_E = 1.0 / (X_H + (1.0 - X_H) / 2.0)
 #: Arnaud et al. (2010) universal pressure profile, h70 = 1 values
 ARNAUD_P0, ARNAUD_C500, ARNAUD_GAMMA, ARNAUD_ALPHA, ARNAUD_BETA = 8.403, 1.177, 0.3081, 1.0510, 5.4905
@@ -483,6 +483,16 @@ def gas_fields(cl: ClusterModel, observer_points_kpc: np.ndarray, model: ImageMo
     return ne, pe
 
 
+def compton_y(pressure_kev_cm3: np.ndarray, dl_cm) -> np.ndarray:
+    """Compton-y along the last axis: y = sigma_T / (m_e c^2) sum P_e dl.
+
+    Args:
+        pressure_kev_cm3: (..., n_los) physical electron pressure n_e k T [keV cm^-3].
+        dl_cm: (n_los,) or scalar physical path length per element [cm].
+    """
+    return SIGMA_T_CM2 / M_E_C2_KEV * np.sum(np.asarray(pressure_kev_cm3) * dl_cm, axis=-1)
+
+
 def project_gas(
     cl: ClusterModel, view: int, model: ImageModel, cosmo: Cosmology, table: EmissionTable, gas_fn=None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -502,7 +512,7 @@ def project_gas(
     kt = np.where(ne > 0, pe / np.maximum(ne, 1e-300), 0.0)
     kpc_cm = 1e-3 * MPC_CM
     dl_cm = dl * kpc_cm
-    y = SIGMA_T_CM2 / M_E_C2_KEV * np.sum(pe * dl_cm, axis=-1)
+    y = compton_y(pe, dl_cm)
     em_density = ne**2 / NE_OVER_NH  # n_e n_H [cm^-6]
     rates = _table_rates_at_z(table, kt, cl.z)  # (n_b, npix, npix, n_los); 0 where kT below the table
     d_m_cm = float(comoving_distance_mpc_h(cl.z, cosmo.Omega_m)) * MPC_CM / cosmo.h

@@ -23,6 +23,8 @@ few per cent, well below their line emission (FACTS.md).
 from __future__ import annotations
 
 __all__ = [
+    "SIGMA_T_CM2",
+    "M_E_C2_KEV",
     "SPEED_OF_LIGHT_KM_S",
     "C_CM_S",
     "H0_KM_S_MPC_H",
@@ -69,6 +71,9 @@ K_B_ERG_K = 1.380649e-16
 KEV_ERG = 1.602176634e-9
 #: Boltzmann constant [keV/K].
 K_B_KEV_PER_K = K_B_ERG_K / KEV_ERG
+#: Thomson cross-section [cm^2] and electron rest energy [keV] (CODATA 2018): Compton-y
+SIGMA_T_CM2 = 6.6524587321e-25
+M_E_C2_KEV = 510.99895
 #: Critical density today divided by h^2 [g cm^-3].
 RHO_CRIT_H2_G_CM3 = 1.87834e-29
 #: Critical density today [h^2 Msun Mpc^-3] = [Msun/h (Mpc/h)^-3].

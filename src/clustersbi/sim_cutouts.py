@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cluster_images import M_E_C2_KEV, SIGMA_T_CM2
+from .cluster_images import compton_y
 from .cutouts import Cutouts, xray_channel_name
 from .constants import K_B_KEV_PER_K, MPC_CM, RHO_CRIT_MSUN_H_MPC_H3
 from .cosmology import efunc
@@ -151,7 +151,7 @@ def compton_y_map(ne_cm3: np.ndarray, t_k: np.ndarray, z: float, cell_mpc_h: flo
     ne_phys = np.asarray(ne_cm3, dtype=np.float64) * (1.0 + z) ** 3
     kt_kev = np.asarray(t_k, dtype=np.float64) * K_B_KEV_PER_K
     dl_cm = cell_mpc_h * MPC_CM / h / (1.0 + z)
-    return SIGMA_T_CM2 / M_E_C2_KEV * np.sum(ne_phys * kt_kev, axis=-1) * dl_cm
+    return compton_y(ne_phys * kt_kev, dl_cm)
 
 
 def xray_rate_map(ne_cm3: np.ndarray, t_k: np.ndarray, z: float, chi_lo_mpc_h: float, cell_mpc_h: float, h: float,
