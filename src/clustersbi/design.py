@@ -86,6 +86,10 @@ class SeedStream:
     MASS_PROXY = 11
     #: LDL training boxes and network initialisations (kept apart from the design's streams)
     LDL_TRAINING = 100
+    #: U-Net mass maps: the cluster train/val/test split (cluster_id) and each variant's
+    #: weights, batches and augmentation (variant index)
+    UNET_SPLIT = 200
+    UNET_NETWORK = 201
 
 
 def derive_seed(global_seed: int, stream: int, *indices: int) -> int:

@@ -70,7 +70,7 @@ from torch.nn import functional as F
 # the compressor's training conventions, shared: device choice, per-epoch seeds and batches,
 # history.csv columns and writer
 from .compress.train import HISTORY_COLUMNS, _batches, _epoch_seed, _write_history, resolve_device
-from .design import derive_seed
+from .design import SeedStream, derive_seed
 from .io import atomic_path, write_json
 
 __all__ = [
@@ -104,10 +104,6 @@ VariantName = Literal["xray", "y", "stellar", "multi1", "multi3"]
 VARIANTS = get_args(VariantName)
 #: tracer views of the cutouts, in the order their channels are stacked
 TRACERS = ("xray", "y", "stellar")
-#: seed streams of the cluster train/val/test split and of each variant's network (kept apart
-#: from the design's streams, clustersbi.design.SeedStream, as its LDL_TRAINING is)
-SPLIT_STREAM = 200
-NETWORK_STREAM = 201
 #: the target channel of the cutout format
 TARGET_CHANNEL = "mass"
 #: offset of the log transform of a positive channel, relative to its median positive pixel
@@ -215,7 +211,7 @@ def cluster_split(cluster_id: np.ndarray, fractions: Sequence[float], seed: int)
         cluster_id: (N,) int cluster ids (one cluster seen along several projections shares it).
         fractions: (train, val, test) fractions summing to 1 (paper: 0.8, 0.1, 0.1).
         seed: global seed; cluster c's role is a hashed uniform number
-            ``derive_seed(seed, SPLIT_STREAM, c) / 2^32`` against the cumulative fractions.
+            ``derive_seed(seed, SeedStream.UNET_SPLIT, c) / 2^32`` against the cumulative fractions.
 
     Returns:
         (N,) array of "train", "val", "test".
@@ -227,15 +223,15 @@ def cluster_split(cluster_id: np.ndarray, fractions: Sequence[float], seed: int)
     edges = np.cumsum(f)
     out = np.empty(len(cluster_id), dtype="<U5")
     for c in np.unique(cluster_id):
-        u = derive_seed(seed, SPLIT_STREAM, int(c)) / 2.0**32
+        u = derive_seed(seed, SeedStream.UNET_SPLIT, int(c)) / 2.0**32
         out[cluster_id == c] = roles[min(int(np.searchsorted(edges, u, side="right")), 2)]
     return out
 
 
 def variant_seed(global_seed: int, variant: VariantName) -> int:
     """Seed of a variant's weights, batches, dropout and augmentation:
-    ``derive_seed(global_seed, NETWORK_STREAM, index of the variant in VARIANTS)``."""
-    return derive_seed(global_seed, NETWORK_STREAM, VARIANTS.index(variant))
+    ``derive_seed(global_seed, SeedStream.UNET_NETWORK, index of the variant in VARIANTS)``."""
+    return derive_seed(global_seed, SeedStream.UNET_NETWORK, VARIANTS.index(variant))
 
 
 # --------------------------------------------------------------------------- transforms
