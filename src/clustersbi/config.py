@@ -347,6 +347,22 @@ def check_semantics(config: Mapping[str, Any]) -> None:
         raise ConfigError("design.n_inner: must be 1 unless design.nested is true")
     _check_orders(config)
     _check_relations(config)
+    _check_images(config)
+
+
+def _check_images(config: Mapping[str, Any]) -> None:
+    """The cutout source's own inputs: a file for 'user', existing design chunks for 'simulation'."""
+    images = config.get("images") or {}
+    source = images.get("source")
+    if source == "user" and not images.get("cutout_file"):
+        raise ConfigError("images.cutout_file: needed with images.source: user")
+    if source == "simulation":
+        design = config.get("design", {})
+        n_chunks = -(-int(design.get("n_simulations", 1)) // int(design.get("chunk_size", 1)))
+        wanted = int((images.get("simulation") or {}).get("n_chunks", 1))
+        if wanted > n_chunks:
+            raise ConfigError(f"images.simulation.n_chunks: {wanted} chunks wanted, the design has {n_chunks} "
+                              f"(design.n_simulations / design.chunk_size)")
 
 
 def load_schema(path: str | Path) -> dict[str, Any]:

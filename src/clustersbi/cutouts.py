@@ -62,6 +62,7 @@ __all__ = [
     "CutoutFormatError",
     "xray_channel_name",
     "parse_xray_channel",
+    "concatenate_cutouts",
     "read_cutouts",
     "write_cutouts",
 ]
@@ -241,6 +242,34 @@ class Cutouts:
         for name in ("M500c", "M200c", "R500c_kpc", "R200c_kpc"):
             if not np.all(getattr(self, name) > 0):
                 raise CutoutFormatError(f"dataset {name}: non-positive values")
+
+
+def concatenate_cutouts(parts: Sequence[Cutouts]) -> Cutouts:
+    """One cutout set of ``parts`` in order (same channels, npix, source and optional datasets).
+
+    ``pixel_kpc`` becomes (N,) when the parts' scales differ; ``attrs`` are the first part's.
+    Raises :class:`CutoutFormatError` naming the first part that does not match the first.
+    """
+    if not parts:
+        raise CutoutFormatError("no cutouts to concatenate")
+    first = parts[0]
+    for k, part in enumerate(parts[1:], start=1):
+        if part.channels != first.channels or part.npix != first.npix:
+            raise CutoutFormatError(f"part {k}: channels {part.channels} at {part.npix} pixels, "
+                                    f"expected {first.channels} at {first.npix}")
+        if part.source != first.source or sorted(part.extras) != sorted(first.extras):
+            raise CutoutFormatError(f"part {k}: source {part.source!r}, extras {sorted(part.extras)} differ from part 0")
+        for name in ("position", "ra_deg", "dec_deg"):
+            if (getattr(part, name) is None) != (getattr(first, name) is None):
+                raise CutoutFormatError(f"part {k}: dataset {name} present in some parts only")
+    joined = {name: np.concatenate([getattr(p, name) for p in parts]) for name in PER_CUTOUT}
+    for name in ("position", "ra_deg", "dec_deg"):
+        joined[name] = None if getattr(first, name) is None else np.concatenate([getattr(p, name) for p in parts])
+    scales = np.concatenate([p.pixel_kpc_array() for p in parts])
+    return Cutouts(images={c: np.concatenate([p.images[c] for p in parts]) for c in first.images},
+                   pixel_kpc=float(scales[0]) if np.all(scales == scales[0]) else scales,
+                   source=first.source, extras={k: np.concatenate([p.extras[k] for p in parts]) for k in first.extras},
+                   attrs=dict(first.attrs), **joined)
 
 
 def write_cutouts(path: str | os.PathLike, cutouts: Cutouts) -> None:

@@ -1,7 +1,8 @@
 # Cluster images (analysis: cluster_images): cutouts in the clustersbi.cutouts format from the
-# semi-analytic generator or a user's file, example plots, and the X-ray mass CNN of Ho et al.
-# (single- and multi-band CNNs in spatial k-fold cross-validation against power-law proxies,
-# a Table 3 analogue, residual-vs-mass and saliency plots).
+# semi-analytic generator, a user's file or the halos of our own lightcone slabs (images.source),
+# example plots, and the X-ray mass CNN of Ho et al. (single- and multi-band CNNs in spatial k-fold
+# cross-validation against power-law proxies, a Table 3 analogue, residual-vs-mass and saliency
+# plots).
 MASS_CNN_MODELS = list(config["mass_cnn"]["models"])
 
 IMAGES_TARGETS = [
@@ -19,7 +20,18 @@ wildcard_constraints:
     model=r"single|multi",
 
 
+def simulation_cutout_inputs(wildcards):
+    """The lightcone particle and painted-gas files of the chunks that source 'simulation' images."""
+    if config["images"]["source"] != "simulation":
+        return {}
+    chunks = CHUNKS[: config["images"]["simulation"]["n_chunks"]]
+    return {"particles": [f"results/particles/chunk_{c}.h5" for c in chunks],
+            "gas": [f"results/gas/chunk_{c}.h5" for c in chunks]}
+
+
 rule cluster_cutouts:
+    input:
+        unpack(simulation_cutout_inputs),
     output:
         cutouts="results/images/cutouts.h5",
     params:

@@ -16,8 +16,15 @@ Contracts (rules of ``images.smk``; every output written atomically):
     Extras: ``icm_counts``, ``agn_counts`` (noise-free expected counts, all bands),
     ``cool_core``, ``c200c``. Attributes: ``images_config`` and ``emission`` (JSON).
   * ``user``: ``images.cutout_file``, validated and copied (its ``source`` kept).
-
-  Cutouts from the project's own lightcone simulations are not made by this version.
+  * ``simulation``: the project's own lightcones (inputs ``particles`` and ``gas``, the
+    per-chunk files of rules ``simulate_lightcone`` and ``paint_gas`` for the first
+    ``images.simulation.n_chunks`` chunks): every FoF halo above
+    ``images.simulation.mass_min_msun_h`` in every slab, cut out by
+    :func:`clustersbi.sim_cutouts.slab_cutouts` (one view along the line of sight, pixel = cell,
+    ``images.simulation.npix`` cells per side; X-ray expected counts for
+    ``images.simulation.exposure_s``, no noise). ``region`` numbers the (simulation, lightcone,
+    slab) volumes in file order, so the mass CNN's folds never split one volume; painted mocks of
+    one PM simulation (nested designs) share its volumes' regions.
 - ``train_mass_cnn`` (one job per ``{model}`` of ``mass_cnn.models``: ``single`` = the sum of
   the X-ray channels, ``multi`` = the X-ray channels stacked; Ho et al. sections 4-5): in the
   cutouts; out ``results/models/mass_cnn/{model}/model.pt`` (per fold the ``state_dict``, the
@@ -58,9 +65,10 @@ from ..cluster_images import ImageModel, draw_halos, generate_cutouts, halos_fro
 from ..cosmology import Cosmology
 from ..cutouts import read_cutouts, write_cutouts
 from ..design import SeedStream, derive_seed
+from ..io import ChunkFile, h5_read_attrs
 from ..xray import apply_absorption, compute_emission_table, load_response
 
-__all__ = ["image_model", "load_catalogue_csv", "cutouts_stage", "emission_for_images", "MASS_CNN_MODELS",
+__all__ = ["image_model", "load_catalogue_csv", "cutouts_stage", "simulation_cutouts", "emission_for_images", "MASS_CNN_MODELS",
            "cnn_inputs", "cnn_settings", "train_mass_cnn_stage", "proxy_observables", "mass_cnn_table_stage",
            "tune_mass_cnn_stage"]
 
@@ -79,15 +87,18 @@ def image_model(images_cfg: Mapping[str, Any]) -> ImageModel:
     return ImageModel(npix=int(images_cfg["npix"]), pixel_kpc=float(images_cfg["pixel_kpc"]), **gen)
 
 
-def emission_for_images(images_cfg: Mapping[str, Any], xray_cfg: Mapping[str, Any]):
-    """(emission table of the images' bands, response) from config sections ``images`` and ``xray``."""
+def emission_for_images(images_cfg: Mapping[str, Any], xray_cfg: Mapping[str, Any], z_max: float | None = None):
+    """(emission table of the images' bands, response) from config sections ``images`` and ``xray``.
+
+    ``z_max``: highest redshift the table must cover (default: ``images.z_max`` and the catalogue's).
+    """
     r = xray_cfg["response"]
     response = load_response(arf=r["arf"], rmf=r["rmf"], builtin=r["builtin"])
     if xray_cfg["absorption"]["enabled"]:
         response = apply_absorption(response, xray_cfg["absorption"]["nh_1e22"])
     tab = xray_cfg["table"]
-    z_max = float(images_cfg["z_max"])
-    if images_cfg["catalogue_csv"]:
+    z_max = float(images_cfg["z_max"] if z_max is None else z_max)
+    if images_cfg["catalogue_csv"] and images_cfg["source"] == "generator":
         z_max = max(z_max, float(np.max(load_catalogue_csv(images_cfg["catalogue_csv"])["redshift"])))
     dz = float(tab["dz"])
     z = np.round(np.arange(0.0, z_max + 2.0 * dz - 1e-12, dz), 9)
@@ -116,9 +127,70 @@ def load_catalogue_csv(path: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
+def _particle_slabs(particles: ChunkFile, gas_attrs: Mapping[str, Any], gas_lc_groups, where: str):
+    """Yield (volume key, particle positions (N, 3) [Mpc/h], gas slab group) of one gas simulation."""
+    sim = int(gas_attrs.get("simulation", gas_attrs["index"]))  # a painted mock names its PM run
+    name = f"sim_{sim:06d}"
+    if name not in particles.h5:
+        raise ValueError(f"{where}: the particle file has no simulation {sim} (gas of simulation {gas_attrs['index']})")
+    for light, g_lc in gas_lc_groups:
+        for g_slab in ChunkFile.slabs(g_lc):
+            slab = int(g_slab.attrs["index"])
+            path = f"{name}/lc_{light:02d}/slab_{slab:02d}/positions_mpc_h"
+            if path not in particles.h5:
+                raise ValueError(f"{where}: the particle file has no {path}")
+            yield (sim, light, slab), particles.h5[path][:], g_slab
+
+
+def simulation_cutouts(particle_files, gas_files, images_cfg: Mapping[str, Any], xray_cfg: Mapping[str, Any]):
+    """Cutouts of every halo above the mass cut in the lightcone slabs of ``particle_files`` /
+    ``gas_files`` (pairs of one chunk's files), or None if no slab holds one (module contract)."""
+    from ..cutouts import concatenate_cutouts
+    from ..sim_cutouts import slab_cutouts
+
+    sim_cfg = images_cfg["simulation"]
+    z_top = 0.0
+    for gas_file in gas_files:
+        with ChunkFile.open(gas_file) as gas:
+            for _, g_sim in gas.simulations(keys=("index",)):
+                z_top = max([z_top] + [float(g.attrs["z_hi"]) for _, g_lc in ChunkFile.lightcones(g_sim) for g in ChunkFile.slabs(g_lc)])
+    table, _ = emission_for_images(images_cfg, xray_cfg, z_max=z_top)
+    parts, regions = [], {}
+    for particle_file, gas_file in zip(particle_files, gas_files, strict=True):
+        where = f"{gas_file} and {particle_file}"
+        with ChunkFile.open(particle_file) as particles, ChunkFile.open(gas_file) as gas:
+            for attrs, g_sim in gas.simulations():
+                for key, positions, g_slab in _particle_slabs(particles, attrs, ChunkFile.lightcones(g_sim), where):
+                    region = regions.setdefault(key, len(regions))
+                    first_id = sum(p.n for p in parts)
+                    cut = slab_cutouts(positions, g_slab["ne_cm3"][:], g_slab["t_k"][:], h5_read_attrs(g_slab),
+                                       float(attrs["omega_m"]), float(attrs["h"]), table,
+                                       mass_min_msun_h=float(sim_cfg["mass_min_msun_h"]), npix=int(sim_cfg["npix"]),
+                                       exposure_s=float(sim_cfg["exposure_s"]), region=region, first_id=first_id)
+                    log.info("simulation %s, lightcone %d, slab %d: %d halos above %.3g Msun/h", attrs["index"], key[1], key[2],
+                             0 if cut is None else cut.n, sim_cfg["mass_min_msun_h"])
+                    if cut is not None:
+                        parts.append(cut)
+    if not parts:
+        return None
+    cut = concatenate_cutouts(parts)
+    cut.attrs = {"images_config": json.dumps(dict(images_cfg), default=str), "emission": json.dumps(table.metadata, default=str),
+                 "inputs": json.dumps({"particles": [str(p) for p in particle_files], "gas": [str(g) for g in gas_files]})}
+    return cut
+
+
 def cutouts_stage(images_cfg: Mapping[str, Any], xray_cfg: Mapping[str, Any], fiducial: Mapping[str, float],
-                  seed: int, out: str | Path) -> None:
-    """Write ``results/images/cutouts.h5`` (module contract)."""
+                  seed: int, out: str | Path, particle_files=(), gas_files=()) -> None:
+    """Write ``results/images/cutouts.h5`` (module contract); ``particle_files``, ``gas_files``:
+    the per-chunk lightcone files of source ``simulation``."""
+    if images_cfg["source"] == "simulation":
+        cut = simulation_cutouts(particle_files, gas_files, images_cfg, xray_cfg)
+        if cut is None:
+            raise ValueError(f"images.simulation.mass_min_msun_h = {images_cfg['simulation']['mass_min_msun_h']:.3g}: "
+                             f"no halo above it in the slabs of {list(map(str, gas_files))}; lower the cut")
+        log.info("simulation cutouts: %d from %d volumes", cut.n, len(np.unique(cut.region)))
+        write_cutouts(out, cut)
+        return
     if images_cfg["source"] == "user":
         path = images_cfg["cutout_file"]
         if not path:
