@@ -144,13 +144,30 @@ def test_lightcone_slabs_run_independent_seeds(linear_power):
     slabs = lightcone_slab_geometry(0.1, 0.2, 2, 4.0, COSMO.Omega_m)
     seeds = [slab_seed(5, 0, 0, s.index) for s in slabs]
     assert len(set(seeds)) == len(seeds), f"slab seeds collide: {seeds}"
-    runs = simulate_lightcone_slabs(COSMO, k, pk, slabs, cell_mpc_h=8.0, seeds=seeds, n_steps=3, keep_particles=False)
+    runs = simulate_lightcone_slabs(COSMO, k, pk, slabs, cell_mpc_h=8.0, seeds=seeds, n_steps=3, keep_particles=False,
+                                    density=True)
     assert [r.seed for r in runs] == seeds
     for r, s in zip(runs, slabs):
         assert r.box_mpc_h[2] >= s.depth_mpc_h and r.box_mpc_h[0] >= s.width_mpc_h, (r.box_mpc_h, s)
         assert r.snapshots[0].a == pytest.approx(1 / (1 + s.z_centre))
         assert np.isfinite(r.snapshots[0].density).all()
 
+
+
+def test_lightcone_slab_makes_no_unused_snapshot_and_the_same_particles(linear_power):
+    """A slab run skips the a_init snapshot and the final density (nothing reads them) and
+    returns the particles of the full run_pm of its box bit for bit."""
+    k, pk = linear_power
+    (slab,) = lightcone_slab_geometry(0.1, 0.2, 1, 4.0, COSMO.Omega_m)
+    (lean,) = simulate_lightcone_slabs(COSMO, k, pk, [slab], cell_mpc_h=8.0, seeds=[11], n_steps=3)
+    assert lean.initial is None and lean.snapshots[0].density is None
+    full = run_pm(COSMO, k, pk, mesh_shape=lean.mesh_shape, box_mpc_h=lean.box_mpc_h, seed=11,
+                  snapshot_a=(lean.snapshots[0].a,), a_init=0.1, n_steps=3)
+    assert full.initial is not None and full.snapshots[0].density is not None
+    np.testing.assert_array_equal(lean.snapshots[0].positions_mpc_h, full.snapshots[0].positions_mpc_h)
+    np.testing.assert_array_equal(lean.snapshots[0].velocities_km_s, full.snapshots[0].velocities_km_s)
+    with pytest.raises(ValueError, match="no output"):
+        run_pm(COSMO, k, pk, mesh_shape=4, box_mpc_h=32.0, seed=1, n_steps=1, keep_particles=False, density=False)
 
 FORCE_VS_JAXPM_RTOL = 1e-5  # our scatter/gather + real FFTs vs jaxpm.pm.pm_forces (measured 2e-6)
 # Plane-wave Zel'dovich force, amplitude ratio (measured at 32^3, 0.3-cell wave, k = 2 k_f):

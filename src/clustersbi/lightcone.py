@@ -106,6 +106,7 @@ def simulate_lightcone_slabs(
     keep_particles: bool = True,
     force_mesh_factor: int = 1,
     mesh_shape: Sequence[int] | None = None,
+    density: bool = False,
 ) -> list[PMRun]:
     """Evolve each slab as an independent periodic box to the redshift of its centre.
 
@@ -137,6 +138,7 @@ def simulate_lightcone_slabs(
                 snapshot_a=(1.0 / (1.0 + slab.z_centre),), a_init=a_init, n_steps=n_steps,
                 keep_particles=keep_particles, force_mesh_factor=force_mesh_factor,
                 context=f"slab {slab.index} (seed {slab_seed}), {cosmo}",
+                initial_snapshot=False, density=density,
             )
         )
     return runs

@@ -82,13 +82,14 @@ class Snapshot:
         a: scale factor.
         positions_mpc_h: (n_particles, 3) float32 comoving positions in [0, L) [Mpc/h], or None.
         velocities_km_s: (n_particles, 3) float32 peculiar velocities [km/s], or None.
-        density: mesh_shape float32 CIC density in units of the mean (1 + delta).
+        density: mesh_shape float32 CIC density in units of the mean (1 + delta), or None
+            (``run_pm(density=False)``: lightcone slabs, whose painters read the particles).
     """
 
     a: float
     positions_mpc_h: np.ndarray | None
     velocities_km_s: np.ndarray | None
-    density: np.ndarray
+    density: np.ndarray | None
 
 
 @dataclass
@@ -100,7 +101,7 @@ class PMRun:
         box_mpc_h: box side per axis [Mpc/h].
         seed: the integer seed of the Gaussian field.
         linear_delta_z0: mesh_shape float32 linear overdensity at z = 0 (the initial field).
-        initial: snapshot at a_init (2LPT).
+        initial: snapshot at a_init (2LPT), or None (``run_pm(initial_snapshot=False)``).
         snapshots: snapshots at the requested scale factors, in increasing a.
         metadata: parameters of the run (cosmology, a_init, n_steps, jaxpm version).
     """
@@ -109,7 +110,7 @@ class PMRun:
     box_mpc_h: tuple[float, float, float]
     seed: int
     linear_delta_z0: np.ndarray
-    initial: Snapshot
+    initial: Snapshot | None
     snapshots: list[Snapshot]
     metadata: dict = field(default_factory=dict)
 
@@ -411,6 +412,8 @@ def run_pm(
     compensation: int | None = None,
     force_mesh_factor: int = 1,
     context: str | None = None,
+    initial_snapshot: bool = True,
+    density: bool = True,
 ) -> PMRun:
     """Run one particle-mesh simulation (one particle per mesh cell of the particle grid).
 
@@ -432,6 +435,11 @@ def run_pm(
             come out low); B = 2 costs ~8x the FFT time. Density snapshots stay on the
             particle grid.
         context: text naming the simulation in error messages (default: seed and cosmology).
+        initial_snapshot: return the 2LPT snapshot at a_init (``PMRun.initial``; None
+            otherwise: its particles are then never copied to the host nor painted). The box
+            runs' validation spectra need it; lightcone slabs do not.
+        density: paint the CIC density of every snapshot (``Snapshot.density``; None
+            otherwise). Lightcone slabs keep only their particles (the LDL paints them).
 
     Returns:
         :class:`PMRun`.
@@ -457,6 +465,8 @@ def run_pm(
         raise ValueError(f"seed must be in [0, 2^32), got {seed}")
     if int(force_mesh_factor) != force_mesh_factor or force_mesh_factor < 1:
         raise ValueError(f"force_mesh_factor must be a positive integer, got {force_mesh_factor}")
+    if not keep_particles and not density:
+        raise ValueError("keep_particles=False with density=False leaves a run with no output")
     cell = float(cells[0])
     context = context or f"seed={seed}, {cosmo}, box={box}, mesh={shape}"
     a_edges, reached = _scale_factor_grid(a_init, snapshot_a, n_steps)
@@ -489,10 +499,10 @@ def run_pm(
         check_finite(f"velocities at a={a:.4f}", vel, context)
         pos_box = np.mod(pos, np.asarray(box, dtype=np.float32))
         pos_box[pos_box >= np.asarray(box, dtype=np.float32)] = 0.0
-        dens = np.asarray(cic_paint(pos_box, shape, box, convention="centre"))
+        dens = np.asarray(cic_paint(pos_box, shape, box, convention="centre")) if density else None
         return Snapshot(float(a), pos_box if keep_particles else None, vel if keep_particles else None, dens)
 
-    initial = snapshot(a_init, x, p)
+    initial = snapshot(a_init, x, p) if initial_snapshot else None
     state = (x, p, force(x, omega_m))
     snaps = []
     start = 0

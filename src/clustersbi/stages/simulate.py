@@ -303,6 +303,7 @@ def simulate_lightcone_chunk(
                             cosmo, linear.k_h_mpc, linear.pk_mpc3_h3[z0], [slab], cell_mpc_h=cell,
                             seeds=[seed], a_init=float(simulation_cfg["a_init"]),
                             n_steps=int(simulation_cfg["n_steps"]), keep_particles=True, mesh_shape=mesh,
+                            density=False,  # only the positions are written (no a_init snapshot either)
                         )
                         # run_pm has already checked the positions are finite
                         positions = np.asarray(run.snapshots[-1].positions_mpc_h, dtype=np.float32)
