@@ -450,3 +450,29 @@ def test_bad_convention_and_mesh_raise():
         mesh.assign_to_mesh(KNOWN_POSITIONS, SHAPE, (16.0, -1.0, 16.0), "cic", convention="centre")
     with pytest.raises(ValueError, match="engine"):
         mesh.assign_to_mesh(KNOWN_POSITIONS, SHAPE, BOX, "cic", convention="centre", engine="torch")
+
+
+#: chunked vs unchunked CIC paint, relative to the largest cell: the same windows summed in another
+#: order (float32, ~20 windows per cell: a few ulp)
+CHUNKED_SCATTER_RTOL = 1e-6
+
+
+@pytest.mark.parametrize("chunk_size", [777, 4999])
+def test_chunked_cic_equals_unchunked(mesh_unit_particles, chunk_size):
+    """5000 particles in chunks of 777 (six chunks and a remainder of 338) or 4999 (remainder 1),
+    weighted, on the non-cubic RECT_SHAPE; jitted as the PM force uses them."""
+    x, field = mesh_unit_particles
+    x = jnp.asarray(x)
+    w = jnp.asarray(np.random.default_rng(21).uniform(0.5, 2.0, len(x)).astype(np.float32))
+    scatter = jax.jit(mesh.cic_scatter, static_argnums=(1, 3))
+    whole = np.asarray(scatter(x, RECT_SHAPE, w, None))
+    chunked = np.asarray(scatter(x, RECT_SHAPE, w, chunk_size))
+    np.testing.assert_allclose(chunked, whole, rtol=0, atol=CHUNKED_SCATTER_RTOL * whole.max())
+    assert chunked.sum(dtype=np.float64) == pytest.approx(float(w.sum(dtype=jnp.float32)), rel=1e-5)
+    gather = jax.jit(mesh.cic_gather, static_argnums=2)
+    fields = [jnp.asarray(field[..., c]) for c in range(3)]
+    # each value is computed by the same formula (XLA may fuse it differently: a few ulp)
+    np.testing.assert_allclose(np.asarray(gather(fields, x, chunk_size)), np.asarray(gather(fields, x, None)),
+                               rtol=0, atol=F32_ORDER_RTOL * np.abs(field).max())
+    with pytest.raises(ValueError, match="chunk_size"):
+        mesh.cic_scatter(x, RECT_SHAPE, chunk_size=0)

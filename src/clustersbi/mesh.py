@@ -342,7 +342,62 @@ def _scatter_parts(n_particles: int) -> int:
     return int(max(1, min(cores, 4, n_particles // _MIN_PARTICLES_PER_SCATTER)))
 
 
-def cic_scatter(x, shape: tuple[int, int, int], weights=None):
+def _chunked(n: int, chunk_size: int | None) -> tuple[int, int]:
+    """(particles per chunk, number of full chunks) of ``n`` particles; (n, 1) unchunked."""
+    if chunk_size is None or int(chunk_size) >= n:
+        return n, 1
+    if int(chunk_size) < 1 or int(chunk_size) != chunk_size:
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    return int(chunk_size), n // int(chunk_size)
+
+
+def _over_chunks(n: int, chunk_size: int | None, step, carry):
+    """Fold ``step(carry, start, size)`` over the particles [0, n) in chunks of ``chunk_size``.
+
+    Equal chunks run in one ``lax.fori_loop`` (traced once: the per-particle intermediates of
+    ``step`` exist for one chunk at a time), the remainder once more after it. ``start`` is a
+    traced int32 inside the loop and a Python int for the remainder and the unchunked case.
+    """
+    size, n_full = _chunked(n, chunk_size)
+    if n_full == 1 and size == n:
+        return step(carry, 0, n)
+    carry = lax.fori_loop(0, n_full, lambda i, c: step(c, i * size, size), carry)
+    if n_full * size < n:
+        carry = step(carry, n_full * size, n - n_full * size)
+    return carry
+
+
+def _rows(a, start, size: int):
+    """Rows [start, start + size) of ``a`` (a static slice, or a dynamic one for a traced start)."""
+    if isinstance(start, int):
+        return a[start : start + size]
+    return lax.dynamic_slice_in_dim(a, start, size, axis=0)
+
+
+#: 2x2x2 windows scattered at their lower corner (the padded mesh needs no wrap-around).
+_WINDOW_SCATTER = lax.ScatterDimensionNumbers(
+    update_window_dims=(1, 2, 3), inserted_window_dims=(), scatter_dims_to_operand_dims=(0, 1, 2)
+)
+
+
+def _scatter_windows(padded, x, shape, weights):
+    """Add the CIC windows of (n, 3) mesh-unit positions (times (n,) weights or None) to a mesh
+    padded by one layer on the high side of each axis."""
+    base, frac = _cic_base(x, shape)
+    w = _cic_window_weights(frac).astype(padded.dtype)
+    if weights is not None:
+        w = w * weights.reshape(-1, 1, 1, 1)
+    return lax.scatter_add(padded, base, w, _WINDOW_SCATTER, mode=lax.GatherScatterMode.PROMISE_IN_BOUNDS)
+
+
+def _fold_high_layer(mesh):
+    """(n0 + 1, n1 + 1, n2 + 1) mesh -> (n0, n1, n2), the high layer added onto index 0 (periodic)."""
+    mesh = mesh.at[0].add(mesh[-1])[:-1]
+    mesh = mesh.at[:, 0].add(mesh[:, -1])[:, :-1]
+    return mesh.at[:, :, 0].add(mesh[:, :, -1])[:, :, :-1]
+
+
+def cic_scatter(x, shape: tuple[int, int, int], weights=None, chunk_size: int | None = None):
     """CIC painting in mesh units (jit-able): mesh points at integer coordinates, periodic.
 
     Equivalent to ``jaxpm.painting.cic_paint`` (same kernel, 1 - |x - x_i| per axis) for any
@@ -353,10 +408,18 @@ def cic_scatter(x, shape: tuple[int, int, int], weights=None):
     (benchmarks/RESULTS.md). On a multi-core CPU the particles are split into one independent
     scatter per core (:func:`_scatter_parts`).
 
+    Device memory: unchunked, the scatter's per-particle intermediates (lower mesh points,
+    int32 (n, 3); fractional offsets, (n, 3); windows, (n, 2, 2, 2)) are ~56 bytes per particle
+    besides the positions. With ``chunk_size`` they exist for one chunk at a time (one scatter
+    per chunk into one mesh, in a ``lax.fori_loop``; a paper-scale slab of 2e7 particles then
+    needs ~1 GB less), at the cost of summing in another order (float32 round-off).
+
     Args:
         x: (n, 3) positions in mesh units (float32; float64 with ``jax_enable_x64``).
         shape: mesh cells per axis.
         weights: (n,) weights (default 1).
+        chunk_size: particles per scatter (None: all at once); any n, the last chunk is the
+            remainder.
 
     Returns:
         ``shape`` jax array, float32 (float64 for float64 positions or weights with ``jax_enable_x64``).
@@ -364,24 +427,23 @@ def cic_scatter(x, shape: tuple[int, int, int], weights=None):
 
     x = x.reshape(-1, 3)
     w_all = None if weights is None else weights.reshape(-1)
-    dnums = lax.ScatterDimensionNumbers(
-        update_window_dims=(1, 2, 3), inserted_window_dims=(), scatter_dims_to_operand_dims=(0, 1, 2)
-    )
+    dtype = x.dtype if w_all is None else jnp.result_type(x.dtype, w_all.dtype)
     n = x.shape[0]
+    padded_shape = tuple(s + 1 for s in shape)
+    if chunk_size is not None and int(chunk_size) < n:
+        def deposit(padded, start, size):
+            w = None if w_all is None else _rows(w_all, start, size)
+            return _scatter_windows(padded, _rows(x, start, size), shape, w)
+
+        return _fold_high_layer(_over_chunks(n, chunk_size, deposit, jnp.zeros(padded_shape, dtype)))
     parts = _scatter_parts(n)
     mesh = None
     for part in range(parts):
         lo, hi = n * part // parts, n * (part + 1) // parts
-        base, frac = _cic_base(x[lo:hi], shape)
-        w = _cic_window_weights(frac)
-        if w_all is not None:
-            w = w * w_all[lo:hi].reshape(-1, 1, 1, 1)
-        padded = jnp.zeros(tuple(s + 1 for s in shape), w.dtype)
-        one = lax.scatter_add(padded, base, w, dnums, mode=lax.GatherScatterMode.PROMISE_IN_BOUNDS)
+        w = None if w_all is None else w_all[lo:hi]
+        one = _scatter_windows(jnp.zeros(padded_shape, dtype), x[lo:hi], shape, w)
         mesh = one if mesh is None else mesh + one
-    mesh = mesh.at[0].add(mesh[-1])[:-1]
-    mesh = mesh.at[:, 0].add(mesh[:, -1])[:, :-1]
-    return mesh.at[:, :, 0].add(mesh[:, :, -1])[:, :, :-1]
+    return _fold_high_layer(mesh)
 
 
 #: One scalar per index of a flat operand: ``flat[idx]`` without jnp's negative-index fix-up.
@@ -394,22 +456,14 @@ def _pad_periodic_high(field):
     return jnp.pad(field, ((0, 1), (0, 1), (0, 1)), mode="wrap")
 
 
-def _cic_interpolate(fields, x):
-    """CIC interpolation of scalar fields (one mesh shape) at (n, 3) mesh-unit positions -> list of (n,).
+def _interpolate_padded(padded, shape: tuple[int, int, int], x):
+    """CIC values at (n, 3) mesh-unit positions of flat fields padded by :func:`_pad_periodic_high`
+    -> list of (n,), one per field."""
 
-    Each field is padded by one periodic layer on the high side of every axis, so the 8
-    neighbours of a particle sit at one flat index plus 8 constant offsets: each neighbour is a
-    plain one-element gather, with no wrap-around arithmetic repeated per neighbour and field.
-    Weights and the order of the sum are those of :func:`cic_scatter` and the previous
-    implementation (bit-identical values).
-    """
-
-    shape = tuple(fields[0].shape)
     base, frac = _cic_base(x.reshape(-1, 3), shape)
     s0, s1 = (shape[1] + 1) * (shape[2] + 1), shape[2] + 1
     flat = base[:, 0] * s0 + base[:, 1] * s1 + base[:, 2]
-    padded = [_pad_periodic_high(f).reshape(-1) for f in fields]
-    outs = [None] * len(fields)
+    outs = [None] * len(padded)
     for dx in (0, 1):
         for dy in (0, 1):
             for dz in (0, 1):
@@ -426,17 +480,53 @@ def _cic_interpolate(fields, x):
     return outs
 
 
-def cic_gather(mesh_vec, x):
+def _cic_interpolate(fields, x, chunk_size: int | None = None):
+    """CIC interpolation of scalar fields (one mesh shape) at (n, 3) mesh-unit positions -> list of (n,).
+
+    Each field is padded by one periodic layer on the high side of every axis, so the 8
+    neighbours of a particle sit at one flat index plus 8 constant offsets: each neighbour is a
+    plain one-element gather, with no wrap-around arithmetic repeated per neighbour and field.
+    Weights and the order of the sum are those of :func:`cic_scatter` and the previous
+    implementation (bit-identical values). With ``chunk_size``, the particles are read in
+    chunks (:func:`cic_gather`), each value by the same formula (equal to float32 round-off:
+    XLA may fuse the arithmetic differently inside the loop).
+    """
+
+    shape = tuple(fields[0].shape)
+    x = x.reshape(-1, 3)
+    padded = [_pad_periodic_high(f).reshape(-1) for f in fields]
+    n = x.shape[0]
+    if chunk_size is None or int(chunk_size) >= n:
+        return _interpolate_padded(padded, shape, x)
+    dtype = jnp.result_type(fields[0].dtype, x.dtype)
+
+    def read(outs, start, size):
+        values = _interpolate_padded(padded, shape, _rows(x, start, size))
+        if isinstance(start, int):
+            return [o.at[start : start + size].set(v) for o, v in zip(outs, values)]
+        return [lax.dynamic_update_slice_in_dim(o, v, start, axis=0) for o, v in zip(outs, values)]
+
+    return _over_chunks(n, chunk_size, read, [jnp.zeros(n, dtype) for _ in fields])
+
+
+def cic_gather(mesh_vec, x, chunk_size: int | None = None):
     """CIC interpolation in mesh units (jit-able) of a vector field at (n, 3) positions.
 
     Equivalent to ``jaxpm.painting.cic_read`` applied per component, for any number of
     particles (values identical to float32 round-off).
+
+    Device memory: unchunked, the read's per-particle intermediates (flat indices, fractional
+    offsets, the 8 weights and gathered values) are tens of bytes per particle besides the
+    output; with ``chunk_size`` they exist for one chunk at a time (``lax.fori_loop`` over
+    equal chunks writing into the (n,) outputs, then the remainder). Values are the same to
+    float32 round-off.
 
     Args:
         mesh_vec: shape + (c,) field on a periodic mesh (mesh points at integer coordinates),
             or a sequence of c scalar fields of one shape (e.g. the three inverse FFTs of a PM
             force, which then need not be stacked).
         x: (n, 3) positions in mesh units.
+        chunk_size: particles per chunk (None: all at once).
 
     Returns:
         (n, c) interpolated values.
@@ -449,7 +539,7 @@ def cic_gather(mesh_vec, x):
     for f in fields:
         if f.shape != fields[0].shape or f.ndim != 3:
             raise ValueError(f"cic_gather needs fields of one 3-d shape, got {[tuple(f.shape) for f in fields]}")
-    return jnp.stack(_cic_interpolate(fields, x), axis=-1)
+    return jnp.stack(_cic_interpolate(fields, x, chunk_size), axis=-1)
 
 
 def to_mesh_units(pos_mpc_h, mesh_shape: Sequence[int], box_mpc_h, convention: CellConvention):

@@ -256,6 +256,7 @@ def pm_forces_compensated(
     mesh_shape: tuple[int, int, int],
     compensation: int | None = None,
     force_mesh_factor: int = 1,
+    cic_chunk_size: int | None = None,
 ):
     """PM force in jaxpm's normalisation, on a force mesh ``force_mesh_factor`` times finer.
 
@@ -291,6 +292,8 @@ def pm_forces_compensated(
             so the painted field is already smooth on the mesh scale and deconvolution
             overshoots).
         force_mesh_factor: force mesh cells per particle-grid cell per axis (1 or 2 usually).
+        cic_chunk_size: particles per chunk of the CIC paint and read (:func:`cic_scatter`,
+            :func:`cic_gather`; None: all at once): bounds their per-particle intermediates.
 
     Returns:
         positions.shape force per particle (multiply by 1.5 Omega_m for dp/da (a^2 E)).
@@ -305,8 +308,12 @@ def pm_forces_compensated(
     # Shift the force mesh so that the unperturbed particles (at i + 1/2 of the particle grid)
     # sit half-way between force-mesh points, where CIC weights are linear in the displacement
     # and the lattice paints to a uniform field (see run_pm); a translation, nothing else.
-    xf = (positions.reshape(-1, 3) - 0.5) * jnp.float32(f) + 0.5
-    rho_k = jnp.fft.rfftn(cic_scatter(xf, force_shape))
+    # With f = 1 the shift is the identity: the positions are used as they are, so that no
+    # shifted copy of them (12 bytes per particle) is made.
+    xf = positions.reshape(-1, 3)
+    if f != 1:
+        xf = (xf - 0.5) * jnp.float32(f) + 0.5
+    rho_k = jnp.fft.rfftn(cic_scatter(xf, force_shape, chunk_size=cic_chunk_size))
     kvec = rfft_wavevectors(force_shape)
     pot_k = rho_k * (invlaplace_kernel(kvec) * jnp.float32(f * f))
     if compensation:
@@ -314,7 +321,7 @@ def pm_forces_compensated(
         pot_k = pot_k * window
     # the three components stay separate meshes: cic_gather reads each with the same 8 indices
     grad = [jnp.fft.irfftn(-gradient_kernel(kvec, i) * pot_k, force_shape).astype(jnp.float32) for i in range(3)]
-    return cic_gather(grad, xf).reshape(positions.shape)
+    return cic_gather(grad, xf, chunk_size=cic_chunk_size).reshape(positions.shape)
 
 
 def lpt_on_grid(cosmo_jc, delta_lin, a: float):
@@ -371,16 +378,21 @@ def _jitted_lpt():
 
 
 @functools.lru_cache(maxsize=8)
-def _make_advance(mesh_shape: tuple[int, int, int], compensation: int | None = None, force_mesh_factor: int = 1):
+def _make_advance(
+    mesh_shape: tuple[int, int, int],
+    compensation: int | None = None,
+    force_mesh_factor: int = 1,
+    cic_chunk_size: int | None = None,
+):
     """Jitted KDK integrator: advance(state, factors, omega_m, i0, i1) runs steps i0..i1-1.
 
-    Cached per (mesh, compensation, force mesh): the simulations of a chunk share one
+    Cached per (mesh, compensation, force mesh, CIC chunk): the simulations of a chunk share one
     compilation instead of tracing and compiling a new closure each.
     """
     import jax
 
     def force(x, omega_m):
-        return pm_forces_compensated(x, mesh_shape, compensation, force_mesh_factor) * 1.5 * omega_m
+        return pm_forces_compensated(x, mesh_shape, compensation, force_mesh_factor, cic_chunk_size) * 1.5 * omega_m
 
     def advance(state, factors, omega_m, i0, i1):
         def body(i, st):
@@ -414,6 +426,7 @@ def run_pm(
     context: str | None = None,
     initial_snapshot: bool = True,
     density: bool = True,
+    cic_chunk_size: int | None = None,
 ) -> PMRun:
     """Run one particle-mesh simulation (one particle per mesh cell of the particle grid).
 
@@ -440,6 +453,9 @@ def run_pm(
             runs' validation spectra need it; lightcone slabs do not.
         density: paint the CIC density of every snapshot (``Snapshot.density``; None
             otherwise). Lightcone slabs keep only their particles (the LDL paints them).
+        cic_chunk_size: particles per chunk of the PM force's CIC paint and read (None: all
+            at once; :func:`pm_forces_compensated`): less device memory, the same particles to
+            float32 round-off.
 
     Returns:
         :class:`PMRun`.
@@ -486,7 +502,7 @@ def run_pm(
     check_finite("2LPT displacements", dx, context)
     factors = jnp.asarray(pm_step_factors(cosmo_jc, a_edges), dtype=jnp.float32)
     check_finite("KDK step factors", factors, context)
-    advance, force = _make_advance(shape, compensation, int(force_mesh_factor))
+    advance, force = _make_advance(shape, compensation, int(force_mesh_factor), cic_chunk_size)
     omega_m = jnp.float32(cosmo.Omega_m)
 
     def snapshot(a, xs, ps):
