@@ -383,30 +383,65 @@ def _make_advance(
     compensation: int | None = None,
     force_mesh_factor: int = 1,
     cic_chunk_size: int | None = None,
+    carry_force: bool = False,
 ):
     """Jitted KDK integrator: advance(state, factors, omega_m, i0, i1) runs steps i0..i1-1.
 
-    Cached per (mesh, compensation, force mesh, CIC chunk): the simulations of a chunk share one
-    compilation instead of tracing and compiling a new closure each.
+    The state is (x, p), momenta synchronised with the positions at a_edges[i0] on entry and
+    at a_edges[i1] on return (a snapshot). The second half-kick of step i and the first of
+    step i + 1 use the same force F(x_{i+1}), so they are applied as one kick,
+    p += (kick2_i + kick1_{i+1}) F(x_{i+1}), except after the last step of the call (only
+    kick2: the momenta are then synchronised). The force is thus a transient of one step,
+    not part of the loop state (12 bytes per particle less), at the price of one more force
+    evaluation per call (at its first step) than a carried force; the state's buffers are
+    donated, so XLA updates them in place. ``carry_force=True`` is the previous program,
+    state (x, p, F(x)) with the force of the last step carried (kept as the reference of
+    tests/test_simulate.py and benchmarks/xod_forward.py; its state is not donated).
+
+    Cached per (mesh, compensation, force mesh, CIC chunk, integrator): the simulations of a
+    chunk share one compilation instead of tracing and compiling a new closure each.
+
+    Returns:
+        (advance, force): the jitted integrator and the jitted force ``force(x, omega_m)``
+        (1.5 Omega_m times :func:`pm_forces_compensated`, the ``F`` above).
     """
     import jax
+    import jax.numpy as jnp
 
     def force(x, omega_m):
         return pm_forces_compensated(x, mesh_shape, compensation, force_mesh_factor, cic_chunk_size) * 1.5 * omega_m
 
+    if carry_force:
+        def advance_carried(state, factors, omega_m, i0, i1):
+            def body(i, st):
+                x, p, f = st
+                kick1, drift, kick2 = factors[i, 0], factors[i, 1], factors[i, 2]
+                p = p + kick1 * f
+                x = x + drift * p
+                f = force(x, omega_m)
+                p = p + kick2 * f
+                return x, p, f
+
+            return jax.lax.fori_loop(i0, i1, body, state)
+
+        return jax.jit(advance_carried), jax.jit(force)
+
     def advance(state, factors, omega_m, i0, i1):
+        x, p = state
+        last_step = factors.shape[0] - 1
+        p = p + factors[i0, 0] * force(x, omega_m)
+
         def body(i, st):
-            x, p, f = st
-            kick1, drift, kick2 = factors[i, 0], factors[i, 1], factors[i, 2]
-            p = p + kick1 * f
-            x = x + drift * p
-            f = force(x, omega_m)
-            p = p + kick2 * f
-            return x, p, f
+            x, p = st
+            x = x + factors[i, 1] * p
+            # first half-kick of the next step, unless this is the call's last step (snapshot)
+            next_kick1 = jnp.where(i + 1 < i1, factors[jnp.minimum(i + 1, last_step), 0], 0.0)
+            p = p + (factors[i, 2] + next_kick1) * force(x, omega_m)
+            return x, p
 
-        return jax.lax.fori_loop(i0, i1, body, state)
+        return jax.lax.fori_loop(i0, i1, body, (x, p))
 
-    return jax.jit(advance), jax.jit(force)
+    return jax.jit(advance, donate_argnums=(0,)), jax.jit(force)
 
 
 def run_pm(
@@ -427,6 +462,7 @@ def run_pm(
     initial_snapshot: bool = True,
     density: bool = True,
     cic_chunk_size: int | None = None,
+    carry_force: bool = False,
 ) -> PMRun:
     """Run one particle-mesh simulation (one particle per mesh cell of the particle grid).
 
@@ -456,6 +492,8 @@ def run_pm(
         cic_chunk_size: particles per chunk of the PM force's CIC paint and read (None: all
             at once; :func:`pm_forces_compensated`): less device memory, the same particles to
             float32 round-off.
+        carry_force: integrate with the previous program, whose state carries the force
+            (:func:`_make_advance`; the reference of the fused kicks, equal to float32 round-off).
 
     Returns:
         :class:`PMRun`.
@@ -491,6 +529,8 @@ def run_pm(
     delta_lin = linear_field(shape, box, power_interpolator(k_h_mpc, pk_linear_z0), jax.random.PRNGKey(seed))
     check_finite("initial linear field", delta_lin, context)
     dx, p, _ = _jitted_lpt()(cosmo_jc, delta_lin, a_init)
+    linear_delta_z0 = np.array(delta_lin, dtype=np.float32)  # a host copy: the device mesh is freed
+    del delta_lin
     grid = jnp.stack(jnp.meshgrid(*[jnp.arange(n, dtype=jnp.float32) for n in shape], indexing="ij"), axis=-1)
     # Particles start half a cell off the mesh points (at cell centres of jaxpm's mesh, whose
     # points sit at integer coordinates). On the mesh points themselves, CIC painting is not
@@ -499,10 +539,11 @@ def run_pm(
     # scatters the large-scale modes. Half a cell off, weights are linear in the displacement.
     # The offset translates the whole realisation by half a cell; nothing else changes.
     x = grid + 0.5 + dx
+    del grid
     check_finite("2LPT displacements", dx, context)
     factors = jnp.asarray(pm_step_factors(cosmo_jc, a_edges), dtype=jnp.float32)
     check_finite("KDK step factors", factors, context)
-    advance, force = _make_advance(shape, compensation, int(force_mesh_factor), cic_chunk_size)
+    advance, force = _make_advance(shape, compensation, int(force_mesh_factor), cic_chunk_size, bool(carry_force))
     omega_m = jnp.float32(cosmo.Omega_m)
 
     def snapshot(a, xs, ps):
@@ -519,7 +560,8 @@ def run_pm(
         return Snapshot(float(a), pos_box if keep_particles else None, vel if keep_particles else None, dens)
 
     initial = snapshot(a_init, x, p) if initial_snapshot else None
-    state = (x, p, force(x, omega_m))
+    state = (x, p, force(x, omega_m)) if carry_force else (x, p)
+    del x, p, dx  # the state's buffers are donated to advance (updated in place)
     snaps = []
     start = 0
     for a_target, stop in zip(np.sort(np.asarray(snapshot_a, dtype=np.float64)), reached):
@@ -533,7 +575,7 @@ def run_pm(
         "force_mesh_factor": int(force_mesh_factor),
         "compensation": compensation if compensation is not None else (2 if int(force_mesh_factor) == 1 else 0), "jaxpm_version": getattr(jaxpm, "__version__", "unknown"),
     }
-    return PMRun(shape, box, int(seed), np.asarray(delta_lin, dtype=np.float32), initial, snaps, metadata)
+    return PMRun(shape, box, int(seed), linear_delta_z0, initial, snaps, metadata)
 
 
 def simulate_box(
