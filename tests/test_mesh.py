@@ -476,3 +476,18 @@ def test_chunked_cic_equals_unchunked(mesh_unit_particles, chunk_size):
                                rtol=0, atol=F32_ORDER_RTOL * np.abs(field).max())
     with pytest.raises(ValueError, match="chunk_size"):
         mesh.cic_scatter(x, RECT_SHAPE, chunk_size=0)
+
+
+def test_cic_gather_add_equals_adding_cic_gather(mesh_unit_particles):
+    """The kick form of the read: out[:, columns] += scale * values, chunked or not."""
+    x, field = mesh_unit_particles
+    x = jnp.asarray(x)
+    out = jnp.asarray(np.random.default_rng(5).normal(size=(len(x), 3)).astype(np.float32))
+    values = np.asarray(mesh.cic_gather(jnp.asarray(field[..., :2]), x))
+    expected = np.asarray(out).copy()
+    expected[:, [2, 0]] += 0.7 * values
+    add = jax.jit(mesh.cic_gather_add, static_argnames=("chunk_size", "columns"))
+    for chunk_size in (None, 777):
+        got = np.asarray(add(out, jnp.asarray(field[..., :2]), x, 0.7, chunk_size=chunk_size, columns=(2, 0)))
+        np.testing.assert_allclose(got, expected, rtol=0, atol=F32_ORDER_RTOL * 4 * np.abs(expected).max(),
+                                   err_msg=f"chunk_size={chunk_size}")

@@ -19,6 +19,7 @@ from clustersbi.pm import (
     jax_cosmology,
     lpt_on_grid,
     pm_forces_compensated,
+    pm_kick,
     power_interpolator,
     run_pm,
 )
@@ -222,6 +223,19 @@ def test_force_with_chunked_cic_equals_unchunked(force_mesh_factor):
     chunked = np.asarray(pm_forces_compensated(x, (n, n, n), force_mesh_factor=force_mesh_factor, cic_chunk_size=1000))
     err = np.abs(chunked - whole).max() / whole.std()
     assert err < FORCE_VS_JAXPM_RTOL, f"B={force_mesh_factor}: max |F_chunked - F| / rms = {err}"
+
+
+@pytest.mark.parametrize("force_mesh_factor", [1, 2])
+def test_kick_one_component_at_a_time_equals_momenta_plus_force(force_mesh_factor):
+    """pm_kick (components read and added one at a time, chunked) is p + kick * F."""
+    n = 16
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(_lattice(n) + rng.normal(0, 1.5, (n, n, n, 3)).astype(np.float32))
+    p = jnp.asarray(rng.normal(0, 1.0, (n, n, n, 3)).astype(np.float32))
+    force = np.asarray(pm_forces_compensated(x, (n, n, n), force_mesh_factor=force_mesh_factor))
+    got = np.asarray(pm_kick(p, x, 0.3, (n, n, n), force_mesh_factor=force_mesh_factor, cic_chunk_size=1000))
+    err = np.abs(got - (np.asarray(p) + 0.3 * force)).max() / (0.3 * force.std())
+    assert err < FORCE_VS_JAXPM_RTOL, f"B={force_mesh_factor}: max |p_kicked - (p + k F)| / (k rms F) = {err}"
 
 
 @pytest.mark.parametrize("force_mesh_factor", [1, 2])

@@ -53,6 +53,7 @@ __all__ = [
     "to_mesh_units",
     "cic_scatter",
     "cic_gather",
+    "cic_gather_add",
     "cic_paint",
     "cic_read",
     "particle_density",
@@ -540,6 +541,47 @@ def cic_gather(mesh_vec, x, chunk_size: int | None = None):
         if f.shape != fields[0].shape or f.ndim != 3:
             raise ValueError(f"cic_gather needs fields of one 3-d shape, got {[tuple(f.shape) for f in fields]}")
     return jnp.stack(_cic_interpolate(fields, x, chunk_size), axis=-1)
+
+
+def cic_gather_add(out, mesh_vec, x, scale, chunk_size: int | None = None, columns: Sequence[int] | None = None):
+    """``out[:, columns] += scale * cic_gather(mesh_vec, x)``, chunk by chunk, with no (n, c) values array.
+
+    The kick of a PM integrator (momenta += kick factor * force read at the particles): each
+    chunk's values are added to its rows of ``out`` inside the loop, so besides ``out`` (updated
+    in place when it is a donated or loop-carried buffer) only one chunk's intermediates exist.
+
+    Args:
+        out: (n, c_out) array.
+        mesh_vec: fields as :func:`cic_gather` (c of them).
+        x: (n, 3) positions in mesh units.
+        scale: scalar factor of the values.
+        chunk_size: particles per chunk (None: all at once).
+        columns: the c columns of ``out`` that receive the c fields (default 0..c-1).
+
+    Returns:
+        the updated ``out`` (same shape and dtype).
+    """
+
+    fields = list(mesh_vec) if isinstance(mesh_vec, (list, tuple)) else [mesh_vec[..., c] for c in range(mesh_vec.shape[-1])]
+    shape = tuple(fields[0].shape)
+    if any(f.shape != shape or f.ndim != 3 for f in fields):
+        raise ValueError(f"cic_gather_add needs fields of one 3-d shape, got {[tuple(f.shape) for f in fields]}")
+    columns = tuple(range(len(fields))) if columns is None else tuple(int(c) for c in columns)
+    x = x.reshape(-1, 3)
+    if len(columns) != len(fields) or out.ndim != 2 or out.shape[0] != x.shape[0]:
+        raise ValueError(f"out {tuple(out.shape)}, columns {columns} do not match {len(fields)} fields at {x.shape[0]} positions")
+    padded = [_pad_periodic_high(f).reshape(-1) for f in fields]
+
+    def add(acc, start, size):
+        values = _interpolate_padded(padded, shape, _rows(x, start, size))
+        rows = _rows(acc, start, size)
+        for c, v in zip(columns, values):
+            rows = rows.at[:, c].add((scale * v).astype(acc.dtype))
+        if isinstance(start, int):
+            return acc.at[start : start + size].set(rows) if size < acc.shape[0] else rows
+        return lax.dynamic_update_slice_in_dim(acc, rows, start, axis=0)
+
+    return _over_chunks(x.shape[0], chunk_size, add, out)
 
 
 def to_mesh_units(pos_mpc_h, mesh_shape: Sequence[int], box_mpc_h, convention: CellConvention):

@@ -48,7 +48,7 @@ import numpy as np
 
 from .cosmology import Cosmology
 from .constants import H0_KM_S_MPC_H
-from .mesh import cic_gather, cic_paint, cic_scatter
+from .mesh import cic_gather, cic_gather_add, cic_paint, cic_scatter
 
 __all__ = [
     "NonFiniteSimulationError",
@@ -59,6 +59,7 @@ __all__ = [
     "pm_step_factors",
     "rfft_wavevectors",
     "pm_forces_compensated",
+    "pm_kick",
     "check_finite",
     "run_pm",
     "lpt_on_grid",
@@ -298,8 +299,54 @@ def pm_forces_compensated(
     Returns:
         positions.shape force per particle (multiply by 1.5 Omega_m for dp/da (a^2 E)).
     """
+    xf, pot_k, kvec, force_shape = _force_potential(positions, mesh_shape, compensation, force_mesh_factor,
+                                                    cic_chunk_size)
+    # the three components stay separate meshes: cic_gather reads each with the same 8 indices
+    grad = [_force_component(pot_k, kvec, i, force_shape) for i in range(3)]
+    return cic_gather(grad, xf, chunk_size=cic_chunk_size).reshape(positions.shape)
+
+
+def pm_kick(
+    momenta,
+    positions,
+    kick,
+    mesh_shape: tuple[int, int, int],
+    compensation: int | None = None,
+    force_mesh_factor: int = 1,
+    cic_chunk_size: int | None = None,
+):
+    """``momenta + kick * pm_forces_compensated(positions, ...)``, one force component at a time.
+
+    The same force (same paint, potential and read, to float32 round-off), but only one
+    component's mesh, its padded copy and its (n,) values exist at once besides the
+    potential, instead of the three meshes and the (n, 3) force: the kick of the KDK
+    integrator (:func:`_make_advance`) needs ~20 bytes per particle less device memory.
+
+    Args:
+        momenta, positions: (..., 3) arrays of one shape (positions in particle-grid mesh units).
+        kick: scalar factor of the force (the kick factor times 1.5 Omega_m).
+        mesh_shape, compensation, force_mesh_factor, cic_chunk_size: as :func:`pm_forces_compensated`.
+
+    Returns:
+        the kicked momenta, ``momenta.shape``.
+    """
+    xf, pot_k, kvec, force_shape = _force_potential(positions, mesh_shape, compensation, force_mesh_factor,
+                                                    cic_chunk_size)
+    p = momenta.reshape(-1, 3)
+    for i in range(3):
+        p = cic_gather_add(p, [_force_component(pot_k, kvec, i, force_shape)], xf, kick, cic_chunk_size, columns=(i,))
+    return p.reshape(momenta.shape)
+
+
+def _force_potential(positions, mesh_shape, compensation, force_mesh_factor, cic_chunk_size):
+    """The force-mesh positions, potential and wavevectors of :func:`pm_forces_compensated`.
+
+    Returns:
+        (xf (n, 3) positions in force-mesh units, pot_k rfft of the potential, kvec, force mesh shape).
+    """
     import jax.numpy as jnp
-    from jaxpm.kernels import cic_compensation, gradient_kernel, invlaplace_kernel
+    from jax import lax
+    from jaxpm.kernels import cic_compensation, invlaplace_kernel
 
     f = int(force_mesh_factor)
     if compensation is None:
@@ -314,14 +361,25 @@ def pm_forces_compensated(
     if f != 1:
         xf = (xf - 0.5) * jnp.float32(f) + 0.5
     rho_k = jnp.fft.rfftn(cic_scatter(xf, force_shape, chunk_size=cic_chunk_size))
-    kvec = rfft_wavevectors(force_shape)
+    # The kernels below are products of small per-axis arrays, computed inside the fusions that
+    # apply them. Inside the time loop they are loop-invariant, and XLA would hoist them out of
+    # it as full meshes kept alive for the whole run (~12 bytes per cell: the Green's function,
+    # the CIC window and two gradient kernels, measured with benchmarks/xod_forward.py). Tying
+    # the wavevectors to this step's density (an optimisation barrier) keeps them in the step.
+    kvec, rho_k = lax.optimization_barrier((rfft_wavevectors(force_shape), rho_k))
     pot_k = rho_k * (invlaplace_kernel(kvec) * jnp.float32(f * f))
     if compensation:
         window = cic_compensation(kvec) ** compensation
         pot_k = pot_k * window
-    # the three components stay separate meshes: cic_gather reads each with the same 8 indices
-    grad = [jnp.fft.irfftn(-gradient_kernel(kvec, i) * pot_k, force_shape).astype(jnp.float32) for i in range(3)]
-    return cic_gather(grad, xf, chunk_size=cic_chunk_size).reshape(positions.shape)
+    return xf, pot_k, kvec, force_shape
+
+
+def _force_component(pot_k, kvec, axis: int, force_shape):
+    """Component ``axis`` of the force on the force mesh: irfft of -i k_axis (4th-order) pot_k."""
+    import jax.numpy as jnp
+    from jaxpm.kernels import gradient_kernel
+
+    return jnp.fft.irfftn(-gradient_kernel(kvec, axis) * pot_k, force_shape).astype(jnp.float32)
 
 
 def lpt_on_grid(cosmo_jc, delta_lin, a: float):
@@ -426,18 +484,20 @@ def _make_advance(
 
         return jax.jit(advance_carried), jax.jit(force)
 
+    def kick(p, x, factor, omega_m):
+        return pm_kick(p, x, factor * 1.5 * omega_m, mesh_shape, compensation, force_mesh_factor, cic_chunk_size)
+
     def advance(state, factors, omega_m, i0, i1):
         x, p = state
         last_step = factors.shape[0] - 1
-        p = p + factors[i0, 0] * force(x, omega_m)
+        p = kick(p, x, factors[i0, 0], omega_m)
 
         def body(i, st):
             x, p = st
             x = x + factors[i, 1] * p
             # first half-kick of the next step, unless this is the call's last step (snapshot)
             next_kick1 = jnp.where(i + 1 < i1, factors[jnp.minimum(i + 1, last_step), 0], 0.0)
-            p = p + (factors[i, 2] + next_kick1) * force(x, omega_m)
-            return x, p
+            return x, kick(p, x, factors[i, 2] + next_kick1, omega_m)
 
         return jax.lax.fori_loop(i0, i1, body, (x, p))
 
