@@ -17,7 +17,9 @@ from clustersbi.pm import (
     NonFiniteSimulationError,
     density_power_spectrum,
     jax_cosmology,
+    lpt_from_potentials,
     lpt_on_grid,
+    lpt_potentials,
     pm_forces_compensated,
     pm_kick,
     power_interpolator,
@@ -254,16 +256,22 @@ def test_force_of_plane_wave_matches_zeldovich(force_mesh_factor):
 
 @pytest.mark.parametrize("shape", [(16, 16, 16), (12, 10, 14)])
 def test_lpt_on_grid_matches_jaxpm_lpt(shape):
-    """Our 2LPT (forces on the mesh) against jaxpm's own lpt(order=2) (CIC read at zero
-    displacement), on a cubic and a rectangular mesh: equal to float32 rounding."""
+    """Our 2LPT (forces on the mesh, real FFTs, components one at a time) against jaxpm's own
+    lpt(order=2) (CIC read at zero displacement, complex FFTs), on a cubic and a rectangular
+    mesh: equal to float32 rounding."""
     cosmo = jax_cosmology(Cosmology(Omega_m=0.27, sigma_8=0.85))
     k = np.geomspace(1e-3, 10.0, 128)
     box = tuple(8.0 * n for n in shape)
     delta = linear_field(shape, box, power_interpolator(k, 2e4 * (k / 0.02) / (1 + (k / 0.02) ** 2.6)),
                          jax.random.PRNGKey(3))
-    ours = lpt_on_grid(cosmo, delta, 0.1)
-    ref = lpt(cosmo, delta, a=0.1, order=2)
-    for name, x, y in zip(("dx", "p", "f"), ours, ref):
+    ours = jax.jit(lpt_on_grid)(cosmo, delta, 0.1)
+    ref = lpt(cosmo, delta, a=0.1, order=2)  # (dx, p, f): the force is not made by ours
+    assert len(ours) == 2
+    for name, x, y in zip(("dx", "p"), ours, ref):
         x, y = np.asarray(x), np.asarray(y)
         assert x.shape == y.shape, name
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5 * np.abs(y).max(), err_msg=name)
+    # run_pm's particles: the lattice + 1/2 + dx, written in place of dx
+    positions, _ = lpt_from_potentials(*lpt_potentials(cosmo, delta, 0.1), shape, lattice_offset=0.5)
+    lattice = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
+    np.testing.assert_allclose(np.asarray(positions), lattice + 0.5 + np.asarray(ours[0]), rtol=0, atol=1e-5 * max(shape))

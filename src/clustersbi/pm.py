@@ -63,6 +63,8 @@ __all__ = [
     "check_finite",
     "run_pm",
     "lpt_on_grid",
+    "lpt_potentials",
+    "lpt_from_potentials",
     "simulate_box",
     "density_power_spectrum",
 ]
@@ -383,56 +385,145 @@ def _force_component(pot_k, kvec, axis: int, force_shape):
 
 
 def lpt_on_grid(cosmo_jc, delta_lin, a: float):
-    """2LPT displacement, momentum and force of the particles on the mesh points (Jenkins 2010
-    eqs. 2-3): ``jaxpm.pm.lpt(order=2)`` with the first- and second-order forces taken on the
-    mesh itself instead of read back by CIC at zero displacement, which returns the same mesh
-    values. jaxpm's read splits more than 2^24 particles into chunks and fails on the
-    remainder chunk (an integer offset meets ``.astype``), so paper-scale slabs (~2e7
-    particles) cannot use it. Agrees with jaxpm's lpt to float32 rounding where both run.
+    """2LPT displacement and momentum of the particles on the mesh points (Jenkins 2010 eqs.
+    2-3): ``jaxpm.pm.lpt(order=2)`` with the first- and second-order forces taken on the mesh
+    itself instead of read back by CIC at zero displacement, which returns the same mesh values.
+    jaxpm's read splits more than 2^24 particles into chunks and fails on the remainder chunk
+    (an integer offset meets ``.astype``), so paper-scale slabs (~2e7 particles) cannot use it.
+    Agrees with jaxpm's lpt to float32 rounding where both run.
+
+    Two stages, lean in device memory (benchmarks/xod_forward.py): :func:`lpt_potentials`
+    (the displacement and momentum potentials, from the density and the second-order source)
+    and :func:`lpt_from_potentials` (their gradients, one component at a time). Run as two
+    programs (as :func:`run_pm` does), the source's scratch meshes never coexist with the
+    particles. The force (jaxpm's third output) is not made: the KDK integrator computes its
+    own from the particles (:func:`_make_advance`).
+
+    Args:
+        cosmo_jc: jax_cosmo cosmology.
+        delta_lin: mesh_shape linear overdensity at z = 0 (mesh units: one particle per cell).
+        a: scale factor of the initial conditions.
+
+    Returns:
+        (dx, p): mesh_shape + (3,) float32 displacements [mesh cells] and momenta in jaxpm's
+        normalisation (p = a^2 f E dx per order).
+    """
+    return lpt_from_potentials(*lpt_potentials(cosmo_jc, delta_lin, a), tuple(delta_lin.shape))
+
+
+def lpt_potentials(cosmo_jc, delta_lin, a: float):
+    """The potentials whose gradients are the 2LPT displacement and momentum at ``a``.
+
+    dx = -grad(D1 phi1 + D2 phi2) and p = -grad(V1 phi1 + V2 phi2) (jaxpm's normalisation,
+    V = a^2 f E D per order; the gradient is linear), phi1 = lap^-1 delta and phi2 = lap^-1 of
+    the second-order source sum_{i<j} (phi_ii phi_jj - phi_ij^2) (as jaxpm). Real FFTs (half
+    the complex mesh of jaxpm's ``fft3d``); the six terms phi_ij are made and summed one per
+    iteration of a loop: in straight-line code XLA schedules their inverse FFTs side by side
+    and fuses the sum into one pass over all six (on the CPU, 67 instead of 50 bytes per
+    particle for the 2LPT program, benchmarks/xod_forward.py).
+
+    Args:
+        cosmo_jc, delta_lin, a: as :func:`lpt_on_grid`.
+
+    Returns:
+        (pot_dx_k, pot_p_k): rfftn-shaped complex64 potentials (mesh units).
     """
     import jax.numpy as jnp
     import jax_cosmo as jc
-    from jaxpm.distributed import fft3d, ifft3d
-    from jaxpm.growth import dGf2a, dGfa, growth_factor, growth_factor_second, growth_rate, growth_rate_second
-    from jaxpm.kernels import fftk, gradient_kernel, invlaplace_kernel
+    from jax import lax
+    from jaxpm.growth import growth_factor, growth_factor_second, growth_rate, growth_rate_second
+    from jaxpm.kernels import gradient_kernel, invlaplace_kernel
 
-    def grid_forces(pot_k):
-        return jnp.stack([ifft3d(-gradient_kernel(kvec, i) * pot_k) for i in range(3)], axis=-1)
-
+    shape = tuple(delta_lin.shape)
+    kvec = rfft_wavevectors(shape)
     a = jnp.atleast_1d(a)
     e = jnp.sqrt(jc.background.Esqr(cosmo_jc, a))
-    delta_k = fft3d(delta_lin)
-    kvec = fftk(delta_k)
-    pot_k = delta_k * invlaplace_kernel(kvec)
-    force1 = grid_forces(pot_k)
-    dx = growth_factor(cosmo_jc, a) * force1
-    p = a**2 * growth_rate(cosmo_jc, a) * e * dx
-    f = a**2 * e * dGfa(cosmo_jc, a) * force1
-    # second-order source: sum_{i<j} (phi_ii phi_jj - phi_ij^2), as jaxpm
-    delta2, shear_acc = 0.0, 0.0
-    for i in range(3):
-        shear_ii = ifft3d(gradient_kernel(kvec, i) ** 2 * pot_k)
-        delta2 = delta2 + shear_ii * shear_acc
-        shear_acc = shear_acc + shear_ii
-        for j in range(i + 1, 3):
-            delta2 = delta2 - ifft3d(gradient_kernel(kvec, i) * gradient_kernel(kvec, j) * pot_k) ** 2
-    force2 = grid_forces(fft3d(delta2) * invlaplace_kernel(kvec))
-    dx2 = 3.0 / 7.0 * growth_factor_second(cosmo_jc, a) * force2  # jaxpm's renormalised D2
-    p2 = a**2 * growth_rate_second(cosmo_jc, a) * e * dx2
-    f2 = a**2 * e * dGf2a(cosmo_jc, a) * force2
-    return dx + dx2, p + p2, f + f2
+    pot_k = jnp.fft.rfftn(delta_lin) * invlaplace_kernel(kvec)
+    pairs = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]  # jaxpm's order of the sum
+    is_diagonal = jnp.asarray([i == j for i, j in pairs])
+    shear_terms = [
+        functools.partial(
+            lambda pk, i, j: jnp.fft.irfftn(gradient_kernel(kvec, i) * gradient_kernel(kvec, j) * pk, shape), i=i, j=j
+        )
+        for i, j in pairs
+    ]
+
+    def add_shear_term(t, sums):
+        # diagonal terms: source += phi_ii * (sum of the previous phi_jj); off-diagonal: -= phi_ij^2
+        delta2, shear_acc = sums
+        term = lax.switch(t, shear_terms, pot_k).astype(jnp.float32)
+        diagonal = is_diagonal[t]
+        return (jnp.where(diagonal, delta2 + term * shear_acc, delta2 - term**2),
+                jnp.where(diagonal, shear_acc + term, shear_acc))
+
+    zero = jnp.zeros(shape, jnp.float32)
+    delta2, _ = lax.fori_loop(0, len(pairs), add_shear_term, (zero, zero))
+    pot2_k = jnp.fft.rfftn(delta2) * invlaplace_kernel(kvec)
+    d1 = growth_factor(cosmo_jc, a)
+    d2 = 3.0 / 7.0 * growth_factor_second(cosmo_jc, a)  # jaxpm's renormalised D2
+    v1 = a**2 * growth_rate(cosmo_jc, a) * e * d1
+    v2 = a**2 * growth_rate_second(cosmo_jc, a) * e * d2
+    return d1 * pot_k + d2 * pot2_k, v1 * pot_k + v2 * pot2_k
 
 
-@functools.lru_cache(maxsize=1)
-def _jitted_lpt():
-    """:func:`lpt_on_grid` under jit: (cosmo_jc, delta_lin, a) -> (dx, p, f).
+def lpt_from_potentials(pot_dx_k, pot_p_k, mesh_shape: tuple[int, int, int], lattice_offset: float | None = None):
+    """Displacements and momenta (mesh_shape + (3,) float32), the gradients of the potentials of
+    :func:`lpt_potentials`, one component per loop iteration (the two potentials, one inverse
+    FFT and the outputs alive at once).
 
-    Run eagerly, its growth-function evaluations dispatch op by op (~0.6 s per 3e5-particle
-    slab on a CPU core); compiled once per mesh shape, ~0.15 s.
+    Args:
+        pot_dx_k, pot_p_k: the potentials.
+        mesh_shape: the real mesh's shape.
+        lattice_offset: if given, the first output is the particle positions q +
+            lattice_offset + dx in mesh units (q: the integer lattice), written in place of dx.
+    """
+    import jax.numpy as jnp
+    from jax import lax
+    from jaxpm.kernels import gradient_kernel
+
+    shape = tuple(int(n) for n in mesh_shape)
+    kvec = rfft_wavevectors(shape)
+    gradients = [
+        functools.partial(lambda pk, i: jnp.fft.irfftn(-gradient_kernel(kvec, i) * pk, shape).astype(jnp.float32), i=i)
+        for i in range(3)
+    ]
+
+    def add_component(i, out):
+        dx, p = out
+        dx_i = lax.switch(i, gradients, pot_dx_k)
+        if lattice_offset is not None:
+            # the lattice coordinate along axis i (iotas, fused into the addition)
+            dx_i = dx_i + (lax.convert_element_type(lax.broadcasted_iota(jnp.int32, shape, 0) * (i == 0)
+                                                    + lax.broadcasted_iota(jnp.int32, shape, 1) * (i == 1)
+                                                    + lax.broadcasted_iota(jnp.int32, shape, 2) * (i == 2), jnp.float32)
+                           + jnp.float32(lattice_offset))
+        at = (0, 0, 0, i)
+        dx = lax.dynamic_update_slice(dx, dx_i[..., None], at)
+        return dx, lax.dynamic_update_slice(p, lax.switch(i, gradients, pot_p_k)[..., None], at)
+
+    empty = jnp.zeros(shape + (3,), jnp.float32)
+    return lax.fori_loop(0, 3, add_component, (empty, empty))
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_lpt(mesh_shape: tuple[int, int, int]):
+    """The two stages of :func:`lpt_on_grid` as two jitted programs, for particles that start
+    half a cell off the mesh points (see :func:`run_pm`): (cosmo_jc, delta_lin, a) -> (x, p),
+    x = q + 1/2 + dx in mesh units.
+
+    Run eagerly, the growth-function evaluations dispatch op by op (~0.6 s per 3e5-particle
+    slab on a CPU core); compiled once per mesh shape, ~0.15 s. Two programs: the first's
+    scratch meshes (the source and its terms) are freed before the particles exist.
     """
     import jax
 
-    return jax.jit(lpt_on_grid)
+    potentials = jax.jit(lpt_potentials)
+    particles = jax.jit(functools.partial(lpt_from_potentials, mesh_shape=mesh_shape, lattice_offset=0.5))
+
+    def run(cosmo_jc, delta_lin, a):
+        return particles(*potentials(cosmo_jc, delta_lin, a))
+
+    return run
 
 
 @functools.lru_cache(maxsize=8)
@@ -588,19 +679,16 @@ def run_pm(
 
     delta_lin = linear_field(shape, box, power_interpolator(k_h_mpc, pk_linear_z0), jax.random.PRNGKey(seed))
     check_finite("initial linear field", delta_lin, context)
-    dx, p, _ = _jitted_lpt()(cosmo_jc, delta_lin, a_init)
-    linear_delta_z0 = np.array(delta_lin, dtype=np.float32)  # a host copy: the device mesh is freed
-    del delta_lin
-    grid = jnp.stack(jnp.meshgrid(*[jnp.arange(n, dtype=jnp.float32) for n in shape], indexing="ij"), axis=-1)
+    linear_delta_z0 = np.array(delta_lin, dtype=np.float32)  # a host copy: the device mesh is donated
     # Particles start half a cell off the mesh points (at cell centres of jaxpm's mesh, whose
     # points sit at integer coordinates). On the mesh points themselves, CIC painting is not
     # linear in small displacements (the kernel's kink at zero distance): a 3 k_f sine wave
     # on a 16^3 mesh paints with 17% too little amplitude, which slows early growth and
     # scatters the large-scale modes. Half a cell off, weights are linear in the displacement.
     # The offset translates the whole realisation by half a cell; nothing else changes.
-    x = grid + 0.5 + dx
-    del grid
-    check_finite("2LPT displacements", dx, context)
+    x, p = _jitted_lpt(shape)(cosmo_jc, delta_lin, a_init)
+    del delta_lin
+    check_finite("2LPT displacements", x, context)
     factors = jnp.asarray(pm_step_factors(cosmo_jc, a_edges), dtype=jnp.float32)
     check_finite("KDK step factors", factors, context)
     advance, force = _make_advance(shape, compensation, int(force_mesh_factor), cic_chunk_size, bool(carry_force))
@@ -621,7 +709,7 @@ def run_pm(
 
     initial = snapshot(a_init, x, p) if initial_snapshot else None
     state = (x, p, force(x, omega_m)) if carry_force else (x, p)
-    del x, p, dx  # the state's buffers are donated to advance (updated in place)
+    del x, p  # the state's buffers are donated to advance (updated in place)
     snaps = []
     start = 0
     for a_target, stop in zip(np.sort(np.asarray(snapshot_a, dtype=np.float64)), reached):
