@@ -459,8 +459,9 @@ CHUNKED_SCATTER_RTOL = 1e-6
 
 @pytest.mark.parametrize("chunk_size", [777, 4999])
 def test_chunked_cic_equals_unchunked(mesh_unit_particles, chunk_size):
-    """5000 particles in chunks of 777 (six chunks and a remainder of 338) or 4999 (remainder 1),
-    weighted, on the non-cubic RECT_SHAPE; jitted as the PM force uses them."""
+    """5000 particles in chunks of 777 (six chunks, and a seventh that overlaps the sixth by 439
+    particles) or 4999 (the second chunk repeats all but one), weighted, on the non-cubic
+    RECT_SHAPE; jitted as the PM force uses them."""
     x, field = mesh_unit_particles
     x = jnp.asarray(x)
     w = jnp.asarray(np.random.default_rng(21).uniform(0.5, 2.0, len(x)).astype(np.float32))

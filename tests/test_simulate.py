@@ -217,7 +217,7 @@ def test_force_matches_jaxpm_pm_forces():
 
 @pytest.mark.parametrize("force_mesh_factor", [1, 2])
 def test_force_with_chunked_cic_equals_unchunked(force_mesh_factor):
-    """16^3 + a remainder of particles, chunks of 1000: the paint sums in another order only."""
+    """16^3 - 5 particles in chunks of 1000 (the last overlapping): the paint sums in another order only."""
     n = 16
     x = _lattice(n).reshape(-1, 3) + np.random.default_rng(2).normal(0, 1.5, (n**3, 3)).astype(np.float32)
     x = jnp.asarray(x[: n**3 - 5])

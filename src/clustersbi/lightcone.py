@@ -107,6 +107,7 @@ def simulate_lightcone_slabs(
     force_mesh_factor: int = 1,
     mesh_shape: Sequence[int] | None = None,
     density: bool = False,
+    cic_chunk_size: int | None = None,
 ) -> list[PMRun]:
     """Evolve each slab as an independent periodic box to the redshift of its centre.
 
@@ -138,7 +139,7 @@ def simulate_lightcone_slabs(
                 snapshot_a=(1.0 / (1.0 + slab.z_centre),), a_init=a_init, n_steps=n_steps,
                 keep_particles=keep_particles, force_mesh_factor=force_mesh_factor,
                 context=f"slab {slab.index} (seed {slab_seed}), {cosmo}",
-                initial_snapshot=False, density=density,
+                initial_snapshot=False, density=density, cic_chunk_size=cic_chunk_size,
             )
         )
     return runs

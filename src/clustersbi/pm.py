@@ -9,7 +9,8 @@ adds the time integrator, general-purpose painting and the geometry):
 
 - Initial conditions: Gaussian field with the linear P(k) at z = 0 (``jaxpm.pm.linear_field``,
   white noise from ``jax.random.PRNGKey(seed)``), 2LPT displacements and momenta at ``a_init``
-  (:func:`lpt_on_grid`: ``jaxpm.pm.lpt(order=2)``, Jenkins 2010 eqs. 2-3, forces on the mesh).
+  (:func:`lpt_on_grid`: ``jaxpm.pm.lpt(order=2)``, Jenkins 2010 eqs. 2-3, forces on the mesh,
+  real FFTs; run as two programs, :func:`lpt_potentials` then :func:`lpt_from_potentials`).
 - Time integration: kick-drift-kick leapfrog in the scale factor with the FastPM kick and drift
   factors (Feng et al. 2016, MNRAS 463, 2273, eqs. 21-23 in the normalisation of
   ``jaxpm.pm.make_ode_fn``: dx/da = p / (a^3 E), dp/da = F / (a^2 E),
@@ -27,6 +28,13 @@ adds the time integrator, general-purpose painting and the geometry):
   the force vector, on a force mesh that may be finer than the particle grid
   (``force_mesh_factor``, FastPM's boost factor: 2 resolves halos of >= 100 particles to
   within the mass-function fit's accuracy, see tests/test_simulate_validation.py).
+  The second half-kick of a step and the first of the next share that force and are applied
+  as one kick (:func:`_make_advance`), one force component at a time (:func:`pm_kick`).
+- Device memory (benchmarks/xod_forward.py, XLA's compiled memory analysis, bytes per
+  particle at force_mesh_factor 1): the loop state is (x, p), 24 bytes, donated and updated in
+  place; with ``cic_chunk_size`` the CIC intermediates exist for one chunk at a time, and a
+  KDK step peaks at ~44 bytes per particle (122 with the previous (x, p, F) state and
+  unchunked CIC), the 2LPT at ~44 (108 before).
 - Density: CIC mass assignment (:func:`clustersbi.mesh.cic_paint`, cell convention "centre",
   any number of particles, any mesh; jaxpm's ``cic_paint`` needs one particle per mesh cell).
 
