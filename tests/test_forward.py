@@ -201,6 +201,16 @@ def test_one_compilation_serves_slabs_of_other_cosmologies(painter, table):
     assert err < CHAIN_SUM_RTOL, err
 
 
+def test_too_few_periodic_images_raise(painter, table):
+    """The field (1.2 deg at chi ~ 807 Mpc/h) is wider than the 16 Mpc/h box: 2 images needed."""
+    slab, grid = _slab(800.0, 6.6, COSMO.Omega_m), make_sky_grid(1.44, 3.0)
+    k, pk = _power_law_spectrum()
+    with pytest.raises(ValueError, match="needs 2 periodic images"):
+        forward.slab_maps(COSMO, k, pk, slab, mesh_shape=SHAPE, cell_mpc_h=CELL, seed=11,
+                          ne_params=painter.params_ne(PARAMS), t_params=painter.params_t(PARAMS, slab.z_centre),
+                          t_floor_k=painter.t_floor_k, table=table, grid=grid, n_images=1)
+
+
 def test_non_finite_field_raises(painter, table):
     slab, grid = _slab(800.0, 6.6, COSMO.Omega_m), make_sky_grid(1.44, 3.0)
     k, pk = _power_law_spectrum()

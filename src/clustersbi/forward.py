@@ -41,14 +41,20 @@ projection on the sky is the same separable area overlap: per layer an (n_x, n_p
 images included), contracted as two dense batched matrix products over all layers at once
 (``maps[b, y_pix, x_pix] = sum_k Wy_k^T R_kb^T Wx_k``). Dense, because a matrix product is
 what accelerators do fastest: at paper scale (287 x 287 x 242 cells, 268^2 pixels) the two
-products are ~60 GFLOP, ~1-2 ms on an H100 in full float32 precision (``Precision.HIGHEST``:
-the TF32 default of GPU matrix units would cost three digits). Layers beyond the slab's
+products are ~60 GFLOP, a few ms at an H100's float32 rate (an estimate, not measured yet), in
+full float32 precision (``Precision.HIGHEST``: the TF32 default of GPU matrix units would cost
+three digits). On the 2-core CPU the projection takes 13 ms against ``paint_slab``'s 90 ms
+(benchmarks/slab_forward.py). Layers beyond the slab's
 depth (a fixed mesh deeper than the slab) carry a zero factor instead of being sliced off, so
 the program does not depend on how many layers are kept.
 
-Precision: float32 throughout (the staged chain paints in float64 after a float32 PM). On a
-16 x 16 x 8 slab the fused maps equal the staged ones to ~1e-6 relative in the summed map
-(tests/test_forward.py, tolerances there).
+Precision: float32 throughout (the staged chain paints in float64 after a float32 PM). On
+16 x 16 x 8 slabs the fused maps equal the staged ones to 1e-7-5e-7 relative in the summed map
+and 3e-6 in the worst pixel (tests/test_forward.py, tolerances there).
+
+Memory: the projection is not chunked over layers; at paper scale its transients (rates,
+the interpolation's gathers, the overlap matrices and the half-contracted maps) are a few
+tens of bytes per cell, after the PM state (36 bytes per particle) has been freed.
 
 How a GPU job uses it (not wired into the workflow yet): one job takes a chunk of
 simulations; per simulation it conditions the LDL parameters (``LDLPainter.params_ne`` /
@@ -143,7 +149,8 @@ def band_rates(emission: EmissionArrays, kt_kev, z):
     import jax.numpy as jnp
 
     kt = jnp.asarray(kt_kev, jnp.float32)
-    zz = jnp.broadcast_to(jnp.clip(jnp.asarray(z, jnp.float32), emission.z[0], emission.z[-1]), kt.shape)
+    # z keeps its own shape (one value per layer of a slab): its indices and weights broadcast
+    zz = jnp.clip(jnp.asarray(z, jnp.float32), emission.z[0], emission.z[-1])
     lgrid = emission.log_kt
     lt = jnp.log(jnp.clip(kt, emission.kt_kev[0], emission.kt_kev[-1]))
     i = jnp.clip(jnp.searchsorted(lgrid, lt, side="right") - 1, 0, lgrid.shape[0] - 2)
@@ -153,8 +160,8 @@ def band_rates(emission: EmissionArrays, kt_kev, z):
         j = jnp.clip(jnp.searchsorted(emission.z, zz, side="right") - 1, 0, n_z - 2)
         fz = (zz - emission.z[j]) / (emission.z[j + 1] - emission.z[j])
     else:
-        j = jnp.zeros(kt.shape, jnp.int32)
-        fz = jnp.zeros(kt.shape, jnp.float32)
+        j = jnp.zeros(zz.shape, jnp.int32)
+        fz = jnp.zeros(zz.shape, jnp.float32)
     jp = jnp.minimum(j + 1, n_z - 1)
     logr = emission.log_rate
     val = (
@@ -494,6 +501,7 @@ def slab_maps(
     n_steps: int = 10,
     compensation: int | None = None,
     force_mesh_factor: int = 1,
+    n_images: int | None = None,
     delta_lin=None,
 ) -> SlabMap:
     """The X-ray maps of one lightcone slab by the fused device program (module docstring).
@@ -516,6 +524,9 @@ def slab_maps(
             (pass it to convert the table once per job).
         grid: the sky grid.
         a_init, n_steps, compensation, force_mesh_factor: PM settings (:func:`clustersbi.pm.run_pm`).
+        n_images: periodic images of the projection (default: what this slab needs,
+            :func:`periodic_images`); a job whose farther slabs need more passes their count
+            to every slab, so that one compilation serves all (more images add zeros).
         delta_lin: the slab's linear field on the device (default :func:`slab_linear_field`).
 
     Returns:
@@ -532,7 +543,11 @@ def slab_maps(
     if z_lo < table.z[0] - 1e-9 or z_hi > table.z[-1] + 1e-9:
         raise ValueError(f"z outside the emission table range [{table.z[0]}, {table.z[-1]}]: extend xray.table.z")
     reach = max(abs(grid.edges_rad[0]), abs(grid.edges_rad[-1]))
-    n_images = periodic_images(box[0], float(np.tan(reach)) * chi_far)
+    needed = periodic_images(box[0], float(np.tan(reach)) * chi_far)
+    if n_images is None:
+        n_images = needed
+    elif n_images < needed:
+        raise ValueError(f"slab {slab.index} needs {needed} periodic images of its box, got n_images={n_images}")
     settings = SlabProgram(shape, float(cell_mpc_h), n_images, compensation, int(force_mesh_factor))
     if delta_lin is None:
         delta_lin = slab_linear_field(k_h_mpc, pk_linear_z0, shape, box, seed)
