@@ -44,17 +44,18 @@ what accelerators do fastest: at paper scale (287 x 287 x 242 cells, 268^2 pixel
 products are ~60 GFLOP, a few ms at an H100's float32 rate (an estimate, not measured yet), in
 full float32 precision (``Precision.HIGHEST``: the TF32 default of GPU matrix units would cost
 three digits). On the 2-core CPU the projection takes 13 ms against ``paint_slab``'s 90 ms
-(benchmarks/slab_forward.py). Layers beyond the slab's
-depth (a fixed mesh deeper than the slab) carry a zero factor instead of being sliced off, so
-the program does not depend on how many layers are kept.
+(benchmarks/slab_forward.py). Layers beyond the slab's depth (a fixed mesh deeper than the
+slab) carry a zero factor instead of being sliced off, so the program does not depend on how
+many layers are kept.
 
 Precision: float32 throughout (the staged chain paints in float64 after a float32 PM). On
 16 x 16 x 8 slabs the fused maps equal the staged ones to 1e-7-5e-7 relative in the summed map
 and 3e-6 in the worst pixel (tests/test_forward.py, tolerances there).
 
-Memory: the projection is not chunked over layers; at paper scale its transients (rates,
-the interpolation's gathers, the overlap matrices and the half-contracted maps) are a few
-tens of bytes per cell, after the PM state (36 bytes per particle) has been freed.
+Memory (not measured yet): the projection is not chunked over layers; its transients (n_e and
+T, the band rates and the interpolation's gathers, the projected channels) are of the order of
+50 bytes per cell, taken after the PM state (positions, momenta and forces, 36 bytes per
+particle) is dead: only the positions and two scalar finiteness checks outlive the KDK.
 
 How a GPU job uses it (not wired into the workflow yet): one job takes a chunk of
 simulations; per simulation it conditions the LDL parameters (``LDLPainter.params_ne`` /
@@ -62,8 +63,8 @@ simulations; per simulation it conditions the LDL parameters (``LDLPainter.param
 and calls :func:`slab_maps` for every slab of every lightcone with the fixed slab mesh. The
 device holds one slab's particles, gas grids and overlap matrices at a time; per slab the
 host receives the (n_b, n_pix, n_pix) maps, the emission-weighted redshift sums, the per-band
-cell totals and one finiteness flag (a few hundred kB at paper scale instead of ~500 MB of
-particles and gas grids). Those are exactly the inputs of the maps file
+cell totals and one finiteness flag (under 1 MB at paper scale, instead of ~0.6 GB of
+particles, velocities and gas grids). Those are exactly the inputs of the maps file
 (:func:`clustersbi.stages.xray.xray_maps_chunk`: observational effects and detection run on
 them on the host as today).
 
@@ -390,7 +391,7 @@ class SlabOutputs(NamedTuple):
 
 
 def _slab_particles(settings: SlabProgram, inputs: SlabInputs):
-    """2LPT and KDK of ``run_pm`` -> ((N, 3) positions in [0, box) [Mpc/h], final (x, p) for the checks)."""
+    """2LPT and KDK of ``run_pm`` -> ((N, 3) positions in [0, box) [Mpc/h], () all x and p finite)."""
     import jax.numpy as jnp
 
     shape = settings.mesh_shape
@@ -405,7 +406,8 @@ def _slab_particles(settings: SlabProgram, inputs: SlabInputs):
     box = jnp.asarray(settings.box_mpc_h, jnp.float32)
     pos = jnp.mod(pos, box)
     pos = jnp.where(pos >= box, 0.0, pos)
-    return pos, x, p
+    # reduced here, so that nothing but the positions keeps the PM state alive
+    return pos, jnp.all(jnp.isfinite(x)) & jnp.all(jnp.isfinite(p))
 
 
 def _slab_gas(settings: SlabProgram, inputs: SlabInputs, pos):
@@ -421,10 +423,10 @@ def _slab_gas(settings: SlabProgram, inputs: SlabInputs, pos):
 def _slab_forward(settings: SlabProgram, inputs: SlabInputs) -> SlabOutputs:
     import jax.numpy as jnp
 
-    pos, x, p = _slab_particles(settings, inputs)
+    pos, finite_pm = _slab_particles(settings, inputs)
     ne, t = _slab_gas(settings, inputs, pos)
     rate, zsum, total = project_slab(ne, t, inputs.layers, inputs.emission, settings.n_images)
-    finite = jnp.all(jnp.isfinite(x)) & jnp.all(jnp.isfinite(p)) & jnp.all(jnp.isfinite(ne)) & jnp.all(jnp.isfinite(t))
+    finite = finite_pm & jnp.all(jnp.isfinite(ne)) & jnp.all(jnp.isfinite(t))
     return SlabOutputs(rate, zsum, total, finite)
 
 
@@ -555,7 +557,9 @@ def slab_maps(
     inputs = slab_inputs(cosmo, delta_lin, float(slab.z_centre), layers,
                          emission if emission is not None else emission_arrays(table),
                          ne_params, t_params, t_floor_k, a_init=a_init, n_steps=n_steps)
-    out = slab_program(settings)(inputs)
+    import jax
+
+    out = jax.device_get(slab_program(settings)(inputs))  # the slab's one transfer to the host
     if not bool(out.finite):
         raise pm.NonFiniteSimulationError(f"non-finite particles or gas in slab {slab.index} (seed {seed}), {cosmo}")
     return SlabMap(np.asarray(out.rate_cts_s, np.float64), np.asarray(out.z_rate_sum, np.float64), z_lo, z_hi,
