@@ -46,7 +46,8 @@ def _painter(folder: Path, cell: float) -> LDLPainter:
     base_t = ldl.init_params(2, 4, mean_target=60.0, mu=0.4, alpha=-0.5, k_nyquist=k_nyq)
     size = lambda p: int(jax.flatten_util.ravel_pytree(p)[0].size)
     key = jax.random.PRNGKey(0)
-    ldl.save_model(folder / "ne.npz", {"base": base_ne, "mlp": ldl.mlp_init(key, 2, [16], size(base_ne))}, {**config, "field": "ne"})
+    mlp_ne = ldl.mlp_init(key, 2, [16], size(base_ne))
+    ldl.save_model(folder / "ne.npz", {"base": base_ne, "mlp": mlp_ne}, {**config, "field": "ne"})
     mlps = ldl.stack_mlps([ldl.mlp_init(jax.random.fold_in(key, i), 2, [16], size(base_t)) for i in range(3)])
     ldl.save_model(folder / "t.npz", {"base": base_t, "mlps": mlps}, {**config, "field": "t"})
     return LDLPainter(folder / "ne.npz", folder / "t.npz")
@@ -61,7 +62,8 @@ def _kernels(cosmo, linear, slab, mesh, box, seed, args, ne_params, t_params) ->
     a_edges, _ = pm._scale_factor_grid(0.1, (1.0 / (1.0 + slab.z_centre),), args.steps)
     factors = jax.numpy.asarray(pm.pm_step_factors(cosmo_jc, a_edges), jax.numpy.float32)
     dx, p, _ = pm._jitted_lpt()(cosmo_jc, delta, 0.1)
-    grid = jax.numpy.stack(jax.numpy.meshgrid(*[jax.numpy.arange(n, dtype=jax.numpy.float32) for n in mesh], indexing="ij"), -1)
+    axes = [jax.numpy.arange(n, dtype=jax.numpy.float32) for n in mesh]
+    grid = jax.numpy.stack(jax.numpy.meshgrid(*axes, indexing="ij"), -1)
     x = grid + 0.5 + dx
     advance, force = pm._make_advance(mesh, None, 1)
     omega_m = jax.numpy.float32(cosmo.Omega_m)

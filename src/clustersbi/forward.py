@@ -136,7 +136,8 @@ def emission_arrays(table: EmissionTable) -> EmissionArrays:
 
     kt = np.asarray(table.kt_kev, np.float64)
     log_rate = np.log(np.maximum(np.asarray(table.rate, np.float64), 1e-300))
-    return EmissionArrays(*(jnp.asarray(a, jnp.float32) for a in (kt, np.log(kt), np.asarray(table.z, np.float64), log_rate)))
+    arrays = (kt, np.log(kt), np.asarray(table.z, np.float64), log_rate)
+    return EmissionArrays(*(jnp.asarray(a, jnp.float32) for a in arrays))
 
 
 def band_rates(emission: EmissionArrays, kt_kev, z):
