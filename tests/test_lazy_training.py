@@ -112,6 +112,18 @@ def test_streamed_transform_equals_the_whole_array_fit(standardize):
         np.testing.assert_allclose(np.asarray(getattr(streamed, key)), np.asarray(getattr(whole, key)), rtol=STATS_RTOL,
                                    err_msg=f"{standardize} {key}")
         assert np.shape(getattr(streamed, key)) == np.shape(getattr(whole, key))
+    # and both equal numpy's own statistics of the whole array
+    fx = np.log10(1.0 + x)
+    flat = fx.reshape(-1, fx.shape[-1])
+    reference = {
+        "global": (fx.mean(), fx.std()),
+        "per_feature": (fx.mean(axis=0), fx.std(axis=0)),
+        "per_column": (np.nanmean(flat, axis=0), np.nanstd(flat, axis=0)),
+        "minmax": (fx.min(), fx.max() - fx.min()),
+        "none": (0.0, 1.0),
+    }[standardize]
+    for key, expected in zip(("shift", "scale"), reference):
+        np.testing.assert_allclose(np.asarray(getattr(whole, key)), expected, rtol=STATS_RTOL, err_msg=f"{standardize} {key} vs numpy")
     with pytest.raises(ValueError, match="no training rows"):
         fit_input_transform_blocks([], "none", standardize)
 

@@ -51,6 +51,24 @@ def test_cluster_images_preset_builds_its_dag(repo, tmp_path):
     assert "train_mass_cnn" in proc.stdout + proc.stderr, "the dry run planned no mass CNN"
 
 
+def test_cluster_images_from_the_simulations_plans_the_lightcone_chain(repo, tmp_path):
+    """images.source: simulation cuts clusters out of the run's own slabs: the dry run must plan
+    the PM lightcones and the gas painting before the cutouts, not the generator."""
+    config = yaml.safe_load((repo / "config" / "cluster_images.yaml").read_text())
+    config["images"]["source"] = "simulation"
+    cut = tmp_path / "cluster_images_simulation.yaml"
+    cut.write_text(yaml.safe_dump(config))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(tmp_path), "-n", "--quiet",
+         "rules", "--configfile", str(cut)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, f"images.source simulation: {proc.stderr[-3000:]}"
+    planned = proc.stdout + proc.stderr
+    for rule in ("simulate_lightcone", "paint_gas", "cluster_cutouts", "train_mass_cnn"):
+        assert rule in planned, f"the dry run did not plan {rule}"
+
+
 def test_every_shipped_config_is_listed(repo):
     listed = {"analytic", "cluster_images", "config", "encoder", "fields", "fields_paper", "xod", "xod_realistic"}
     assert {p.stem for p in _configs(repo)} == listed

@@ -157,6 +157,15 @@ def catalogue_chunk_inputs(wildcards):
             "maps": f"results/xray/maps/chunk_{wildcards.chunk}.h5"}
 
 
+def simulation_cutout_inputs(wildcards):
+    """The lightcone particle and painted-gas files of the chunks that source 'simulation' images."""
+    if config["images"]["source"] != "simulation":
+        return {}
+    chunks = CHUNKS[: config["images"]["simulation"]["n_chunks"]]
+    return {"particles": [f"results/particles/chunk_{c}.h5" for c in chunks],
+            "gas": [f"results/gas/chunk_{c}.h5" for c in chunks]}
+
+
 def compressor_settings(summary):
     """The ``compress`` keys the compressor of ``summary`` depends on: its kinds' inputs, the
     catalogue encoder's settings for the catalogue only, never the Optuna search (tune)."""

@@ -20,15 +20,6 @@ wildcard_constraints:
     model=r"single|multi",
 
 
-def simulation_cutout_inputs(wildcards):
-    """The lightcone particle and painted-gas files of the chunks that source 'simulation' images."""
-    if config["images"]["source"] != "simulation":
-        return {}
-    chunks = CHUNKS[: config["images"]["simulation"]["n_chunks"]]
-    return {"particles": [f"results/particles/chunk_{c}.h5" for c in chunks],
-            "gas": [f"results/gas/chunk_{c}.h5" for c in chunks]}
-
-
 rule cluster_cutouts:
     input:
         unpack(simulation_cutout_inputs),

@@ -466,33 +466,8 @@ def fit_input_transform(
             axis over every other axis, NaN entries ignored: a catalogue's features, its
             NaN rows padding), "minmax" (to [0, 1], cerardi sect. 3.1), "none".
     """
-    fx = _pointwise(x_train, transform)
-    if standardize == "none":
-        return InputTransform(transform, standardize, 0.0, 1.0)
-    if standardize == "per_column":
-        cols = fx.reshape(-1, fx.shape[-1]) if fx.ndim > 1 else fx.reshape(-1, 1)
-        finite = np.isfinite(cols)
-        n = finite.sum(axis=0)
-        safe = np.where(finite, cols, 0.0)
-        shift = np.where(n > 0, safe.sum(axis=0) / np.maximum(n, 1), 0.0)
-        var = np.where(finite, (cols - shift) ** 2, 0.0).sum(axis=0) / np.maximum(n, 1)
-        scale = np.sqrt(var)
-        return InputTransform(transform, standardize, shift, np.where(scale > 0, scale, 1.0))
-    if standardize == "global":
-        shift, scale = float(fx.mean()), float(fx.std())
-    elif standardize == "per_feature":
-        shift, scale = fx.mean(axis=0), fx.std(axis=0)
-        scale = np.where(scale > 0, scale, 1.0)
-    elif standardize == "minmax":
-        lo, hi = float(fx.min()), float(fx.max())
-        shift, scale = lo, hi - lo
-    else:
-        raise ValueError(
-            f"standardize must be one of global, per_feature, per_column, minmax, none; got {standardize!r}"
-        )
-    if np.isscalar(scale) and not scale > 0:
-        scale = 1.0  # a constant input: leave it centred, do not divide by zero
-    return InputTransform(transform, standardize, shift, scale)
+    # one block of the streamed fit: the in-memory and the lazy training sets share the arithmetic
+    return fit_input_transform_blocks([x_train], transform, standardize)
 
 
 class InputTransformFitter:
@@ -503,7 +478,8 @@ class InputTransformFitter:
     1979, the pairwise update; per bin for "per_feature", per column with NaN ignored for
     "per_column"), or its min and max into the running ones ("minmax"). The result equals
     :func:`fit_input_transform` on the concatenated blocks up to float64 rounding (relative
-    differences ~1e-15 per block merge), whatever the blocks' sizes.
+    differences ~1e-15 per block merge), whatever the blocks' sizes; with one block it is
+    :func:`fit_input_transform` itself.
     """
 
     def __init__(self, transform: TransformName = "none", standardize: StandardizeName = "global"):
