@@ -7,7 +7,7 @@ it: the time of those 4 real FFTs alone on the same mesh, and of 4 complex FFTs 
 ``fft3d``/``ifft3d``, what jaxpm's own ``pm_forces`` does). "before" is the same step with the
 previous CIC read (kept below as ``_legacy_cic_gather``: a gather of the 3-vector per
 neighbour with the wrap-around recomputed per neighbour, from the three FFTs stacked into one
-mesh); "after" is :func:`clustersbi.pm._make_advance` as it is. The three programs are timed in
+mesh); "after" is :func:`clustersbi.pm._make_advance` as it is (its carried-force program). The three programs are timed in
 turn, best of ``--repeat``. On the CPU backend the CPU-time columns (process time, both
 threads) are printed too: on a shared machine they move less than wall time.
 Run: ``python benchmarks/pm_step.py [--sizes 64 128] [--steps 5] [--force-mesh-factor 1]``.
@@ -192,7 +192,9 @@ def main() -> None:
             del grid, dx
             factors = jnp.asarray(pm_step_factors(jax_cosmology(cosmo), np.linspace(0.1, 1.0, args.steps + 1)),
                                   jnp.float32)
-            advance, force = _make_advance(shape, force_mesh_factor=args.force_mesh_factor)
+            # the carried-force program: one force per step as the fused-kick default, but its state
+            # is not donated, so one state can be timed repeatedly
+            advance, force = _make_advance(shape, force_mesh_factor=args.force_mesh_factor, carry_force=True)
             om = jnp.float32(cosmo.Omega_m)
             state = (x, p, force(x, om))
             prog_gb = _program_gb(advance, state, factors, om, 0, args.steps)

@@ -61,13 +61,10 @@ def _kernels(cosmo, linear, slab, mesh, box, seed, args, ne_params, t_params) ->
     cosmo_jc = pm.jax_cosmology(cosmo)
     a_edges, _ = pm._scale_factor_grid(0.1, (1.0 / (1.0 + slab.z_centre),), args.steps)
     factors = jax.numpy.asarray(pm.pm_step_factors(cosmo_jc, a_edges), jax.numpy.float32)
-    dx, p, _ = pm._jitted_lpt()(cosmo_jc, delta, 0.1)
-    axes = [jax.numpy.arange(n, dtype=jax.numpy.float32) for n in mesh]
-    grid = jax.numpy.stack(jax.numpy.meshgrid(*axes, indexing="ij"), -1)
-    x = grid + 0.5 + dx
-    advance, force = pm._make_advance(mesh, None, 1)
+    x, p = pm._jitted_lpt(tuple(mesh))(cosmo_jc, delta, 0.1)  # positions half a cell off the mesh points
+    advance, _ = pm._make_advance(tuple(mesh), None, 1)
     omega_m = jax.numpy.float32(cosmo.Omega_m)
-    x, p, _ = advance((x, p, force(x, omega_m)), factors, omega_m, 0, args.steps)
+    x, p = advance((x, p), factors, omega_m, 0, args.steps)
     pos = jax.numpy.mod(jax.numpy.mod(x.reshape(-1, 3) + 0.5, jax.numpy.asarray(mesh, jax.numpy.float32)) * args.cell,
                         jax.numpy.asarray(box, jax.numpy.float32))
     jax.block_until_ready(pos)

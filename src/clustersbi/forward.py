@@ -12,7 +12,7 @@ of :mod:`clustersbi.stages.ldl`: positions back to the device, n_e and T back to
 float64, HDF5) and ``xray_maps`` (:func:`clustersbi.xray.paint_slab`: numpy and scipy.sparse,
 layer by layer). Here the pieces are the same functions, traced into one program:
 
-- the PM: :func:`clustersbi.pm.lpt_on_grid` and the KDK integrator of
+- the PM: :func:`clustersbi.pm.lpt_potentials` / :func:`clustersbi.pm.lpt_from_potentials` and the KDK integrator of
   :func:`clustersbi.pm.run_pm` (``pm._make_advance``: :func:`clustersbi.pm.pm_forces_compensated`
   with the FastPM factors of :func:`clustersbi.pm.pm_step_factors`), with the particles'
   half-cell offset and the wrap into the box of ``run_pm``'s snapshot;
@@ -396,12 +396,11 @@ def _slab_particles(settings: SlabProgram, inputs: SlabInputs):
     import jax.numpy as jnp
 
     shape = settings.mesh_shape
-    dx, p, _ = pm.lpt_on_grid(inputs.cosmo_jc, inputs.delta_lin, inputs.a_init)
-    grid = jnp.stack(jnp.meshgrid(*[jnp.arange(n, dtype=jnp.float32) for n in shape], indexing="ij"), axis=-1)
-    x = grid + 0.5 + dx  # half a cell off the mesh points, as run_pm (its docstring says why)
-    advance, force = pm._make_advance(shape, settings.compensation, int(settings.force_mesh_factor))
-    state = (x, p, force(x, inputs.omega_m))
-    x, p, _ = advance(state, inputs.factors, inputs.omega_m, 0, inputs.factors.shape[0])
+    # positions half a cell off the mesh points, as run_pm (its docstring says why)
+    potentials = pm.lpt_potentials(inputs.cosmo_jc, inputs.delta_lin, inputs.a_init)
+    x, p = pm.lpt_from_potentials(*potentials, shape, lattice_offset=0.5)
+    advance, _ = pm._make_advance(shape, settings.compensation, int(settings.force_mesh_factor))
+    x, p = advance((x, p), inputs.factors, inputs.omega_m, 0, inputs.factors.shape[0])
     # run_pm's snapshot: mesh points at integers -> cell centres (i + 1/2) H, wrapped into the box
     pos = jnp.mod(x.reshape(-1, 3) + 0.5, jnp.asarray(shape, jnp.float32)) * settings.cell_mpc_h
     box = jnp.asarray(settings.box_mpc_h, jnp.float32)
