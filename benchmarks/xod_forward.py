@@ -17,7 +17,8 @@ cuFFT adds a workspace).
   returning (dx, p, F) (``_previous_lpt_on_grid`` below, with ``jnp.fft`` in place of jaxpm's
   single-device ``fft3d``), then x = q + 1/2 + dx and the initial force; the KDK state
   (x, p, F), not donated (``_make_advance(carry_force=True)``), unchunked CIC.
-- "after": ``lpt_potentials`` then ``lpt_from_potentials`` (two programs: the peak is the larger),
+- "after": ``lpt_potentials``, then ``lpt_gradient`` of each potential (three programs, as
+  ``pm._jitted_lpt`` runs them: the peak is the largest, plus what the later ones find held),
   the (x, p) state donated, kicks one force component at a time, CIC in chunks of ``--chunk``.
 - "run": 2LPT and ``--steps`` KDK steps as one jitted program (the peak a device-resident slab
   pipeline would see); "run_pm" runs them as separate programs: its peak is the largest of them.
@@ -111,6 +112,7 @@ def memory_rows(shape, chunk: int, steps: int, cosmo_jc) -> dict[str, float]:
     real = jax.ShapeDtypeStruct(shape, jnp.float32)
     vec = jax.ShapeDtypeStruct(shape + (3,), jnp.float32)
     half = jax.ShapeDtypeStruct(shape[:2] + (shape[2] // 2 + 1,), jnp.complex64)
+    half_cells = float(np.prod(half.shape))
     factors = jax.ShapeDtypeStruct((steps, 3), jnp.float32)
     om = jnp.float32(0.3)
     a = 0.1
@@ -123,8 +125,12 @@ def memory_rows(shape, chunk: int, steps: int, cosmo_jc) -> dict[str, float]:
         _peak_bytes(old_force, vec, om) + 12 * n,  # + the momenta held meanwhile
     ) / n
     potentials = _peak_bytes(pm.lpt_potentials, cosmo_jc, real, a)
-    particles = _peak_bytes(functools.partial(pm.lpt_from_potentials, mesh_shape=shape, lattice_offset=0.5), half, half)
-    rows["2LPT after"] = max(potentials, particles) / n
+    # then the momenta (the displacement potential held meanwhile), then the positions (the
+    # momenta held), each program with its potential donated, as pm._jitted_lpt runs them
+    momenta = _peak_bytes(functools.partial(pm.lpt_gradient, mesh_shape=shape), half, donate=(0,)) + 8 * half_cells
+    positions = _peak_bytes(functools.partial(pm.lpt_gradient, mesh_shape=shape, lattice_offset=0.5), half,
+                            donate=(0,)) + 12 * n
+    rows["2LPT after"] = max(potentials, momenta, positions) / n
     # one KDK step (the loop program; its memory does not depend on the number of steps)
     old_advance = pm._make_advance(shape, None, 1, None, True)[0]
     rows["KDK step before"] = _peak_bytes(old_advance, (vec, vec, vec), factors, om, 0, 1) / n

@@ -490,6 +490,36 @@ def _interpolate_padded(padded, shape: tuple[int, int, int], x):
     return outs
 
 
+def _interpolate_wrapped(flat_fields, shape: tuple[int, int, int], x):
+    """CIC values at (n, 3) mesh-unit positions of flat, unpadded periodic fields -> list of (n,).
+
+    The neighbour indices wrap per axis (more index arithmetic than :func:`_interpolate_padded`)
+    so that no padded copy of a field (one mesh more) is made: for chunked reads, where device
+    memory is what counts. Same weights and order of the sum as the padded read.
+    """
+
+    base, frac = _cic_base(x.reshape(-1, 3), shape)
+    upper = [jnp.where(base[:, a] + 1 == shape[a], 0, base[:, a] + 1) for a in range(3)]
+    outs = [None] * len(flat_fields)
+    for dx in (0, 1):
+        i = upper[0] if dx else base[:, 0]
+        for dy in (0, 1):
+            j = upper[1] if dy else base[:, 1]
+            for dz in (0, 1):
+                k = upper[2] if dz else base[:, 2]
+                kern = (
+                    (frac[:, 0] if dx else 1.0 - frac[:, 0])
+                    * (frac[:, 1] if dy else 1.0 - frac[:, 1])
+                    * (frac[:, 2] if dz else 1.0 - frac[:, 2])
+                )
+                idx = ((i * shape[1] + j) * shape[2] + k)[:, None]
+                for c, field in enumerate(flat_fields):
+                    value = lax.gather(field, idx, _GATHER_SCALAR, (1,), mode=lax.GatherScatterMode.PROMISE_IN_BOUNDS)
+                    term = value * kern
+                    outs[c] = term if outs[c] is None else outs[c] + term
+    return outs
+
+
 def _cic_interpolate(fields, x, chunk_size: int | None = None):
     """CIC interpolation of scalar fields (one mesh shape) at (n, 3) mesh-unit positions -> list of (n,).
 
@@ -578,10 +608,15 @@ def cic_gather_add(out, mesh_vec, x, scale, chunk_size: int | None = None, colum
     x = x.reshape(-1, 3)
     if len(columns) != len(fields) or out.ndim != 2 or out.shape[0] != x.shape[0]:
         raise ValueError(f"out {tuple(out.shape)}, columns {columns} do not match {len(fields)} fields at {x.shape[0]} positions")
-    padded = [_pad_periodic_high(f).reshape(-1) for f in fields]
+    if _chunked(x.shape[0], chunk_size)[1] == 1:
+        padded = [_pad_periodic_high(f).reshape(-1) for f in fields]
+        interpolate = partial(_interpolate_padded, padded, shape)
+    else:  # chunked for device memory: read the fields in place, without a padded copy
+        flat_fields = [f.reshape(-1) for f in fields]
+        interpolate = partial(_interpolate_wrapped, flat_fields, shape)
 
     def add(acc, start, size, new):
-        values = _interpolate_padded(padded, shape, _rows(x, start, size))
+        values = interpolate(_rows(x, start, size))
         if isinstance(start, int):  # unchunked
             return acc.at[:, columns].add(jnp.stack([scale * v for v in values], axis=-1).astype(acc.dtype))
         rows = _rows(acc, start, size)

@@ -10,7 +10,8 @@ adds the time integrator, general-purpose painting and the geometry):
 - Initial conditions: Gaussian field with the linear P(k) at z = 0 (``jaxpm.pm.linear_field``,
   white noise from ``jax.random.PRNGKey(seed)``), 2LPT displacements and momenta at ``a_init``
   (:func:`lpt_on_grid`: ``jaxpm.pm.lpt(order=2)``, Jenkins 2010 eqs. 2-3, forces on the mesh,
-  real FFTs; run as two programs, :func:`lpt_potentials` then :func:`lpt_from_potentials`).
+  real FFTs; run as three programs, :func:`lpt_potentials`, then :func:`lpt_gradient` of the
+  momentum potential, then of the displacement potential).
 - Time integration: kick-drift-kick leapfrog in the scale factor with the FastPM kick and drift
   factors (Feng et al. 2016, MNRAS 463, 2273, eqs. 21-23 in the normalisation of
   ``jaxpm.pm.make_ode_fn``: dx/da = p / (a^3 E), dp/da = F / (a^2 E),
@@ -73,6 +74,7 @@ __all__ = [
     "lpt_on_grid",
     "lpt_potentials",
     "lpt_from_potentials",
+    "lpt_gradient",
     "simulate_box",
     "density_power_spectrum",
 ]
@@ -402,7 +404,7 @@ def lpt_on_grid(cosmo_jc, delta_lin, a: float):
 
     Two stages, lean in device memory (benchmarks/xod_forward.py): :func:`lpt_potentials`
     (the displacement and momentum potentials, from the density and the second-order source)
-    and :func:`lpt_from_potentials` (their gradients, one component at a time). Run as two
+    and :func:`lpt_from_potentials` (their gradients, one component at a time). Run as separate
     programs (as :func:`run_pm` does), the source's scratch meshes never coexist with the
     particles. The force (jaxpm's third output) is not made: the KDK integrator computes its
     own from the particles (:func:`_make_advance`).
@@ -474,16 +476,15 @@ def lpt_potentials(cosmo_jc, delta_lin, a: float):
     return d1 * pot_k + d2 * pot2_k, v1 * pot_k + v2 * pot2_k
 
 
-def lpt_from_potentials(pot_dx_k, pot_p_k, mesh_shape: tuple[int, int, int], lattice_offset: float | None = None):
-    """Displacements and momenta (mesh_shape + (3,) float32), the gradients of the potentials of
-    :func:`lpt_potentials`, one component per loop iteration (the two potentials, one inverse
-    FFT and the outputs alive at once).
+def lpt_gradient(pot_k, mesh_shape: tuple[int, int, int], lattice_offset: float | None = None):
+    """-grad of one potential of :func:`lpt_potentials` (mesh_shape + (3,) float32), one
+    component per loop iteration (the potential, one inverse FFT and the output alive at once).
 
     Args:
-        pot_dx_k, pot_p_k: the potentials.
+        pot_k: the potential (rfft layout).
         mesh_shape: the real mesh's shape.
-        lattice_offset: if given, the first output is the particle positions q +
-            lattice_offset + dx in mesh units (q: the integer lattice), written in place of dx.
+        lattice_offset: if given, the output is the particle positions q + lattice_offset + dx
+            in mesh units (q: the integer lattice), written in place of dx.
     """
     import jax.numpy as jnp
     from jax import lax
@@ -497,20 +498,25 @@ def lpt_from_potentials(pot_dx_k, pot_p_k, mesh_shape: tuple[int, int, int], lat
     ]
 
     def add_component(i, out):
-        dx, p = out
-        dx_i = lax.switch(i, gradients, pot_dx_k)
+        out_i = lax.switch(i, gradients, pot_k)
         if lattice_offset is not None:
             # the lattice coordinate along axis i (iotas, fused into the addition)
-            dx_i = dx_i + (lax.convert_element_type(lax.broadcasted_iota(jnp.int32, shape, 0) * (i == 0)
-                                                    + lax.broadcasted_iota(jnp.int32, shape, 1) * (i == 1)
-                                                    + lax.broadcasted_iota(jnp.int32, shape, 2) * (i == 2), jnp.float32)
-                           + jnp.float32(lattice_offset))
-        at = (0, 0, 0, i)
-        dx = lax.dynamic_update_slice(dx, dx_i[..., None], at)
-        return dx, lax.dynamic_update_slice(p, lax.switch(i, gradients, pot_p_k)[..., None], at)
+            out_i = out_i + (lax.convert_element_type(lax.broadcasted_iota(jnp.int32, shape, 0) * (i == 0)
+                                                      + lax.broadcasted_iota(jnp.int32, shape, 1) * (i == 1)
+                                                      + lax.broadcasted_iota(jnp.int32, shape, 2) * (i == 2), jnp.float32)
+                             + jnp.float32(lattice_offset))
+        return lax.dynamic_update_slice(out, out_i[..., None], (0, 0, 0, i))
 
-    empty = jnp.zeros(shape + (3,), jnp.float32)
-    return lax.fori_loop(0, 3, add_component, (empty, empty))
+    return lax.fori_loop(0, 3, add_component, jnp.zeros(shape + (3,), jnp.float32))
+
+
+def lpt_from_potentials(pot_dx_k, pot_p_k, mesh_shape: tuple[int, int, int], lattice_offset: float | None = None):
+    """Displacements (or, with ``lattice_offset``, positions) and momenta, mesh_shape + (3,)
+    float32 each: :func:`lpt_gradient` of the two potentials of :func:`lpt_potentials`, the
+    momenta first (run as separate programs, as :func:`_jitted_lpt` does, the momentum
+    potential is freed before the positions are made)."""
+    p = lpt_gradient(pot_p_k, mesh_shape)
+    return lpt_gradient(pot_dx_k, mesh_shape, lattice_offset), p
 
 
 @functools.lru_cache(maxsize=8)
@@ -520,16 +526,22 @@ def _jitted_lpt(mesh_shape: tuple[int, int, int]):
     x = q + 1/2 + dx in mesh units.
 
     Run eagerly, the growth-function evaluations dispatch op by op (~0.6 s per 3e5-particle
-    slab on a CPU core); compiled once per mesh shape, ~0.15 s. Two programs: the first's
-    scratch meshes (the source and its terms) are freed before the particles exist.
+    slab on a CPU core); compiled once per mesh shape, ~0.15 s. Three programs: the first's
+    scratch meshes (the source and its terms) are freed before the particles exist, and each
+    potential is freed as its gradient is made (benchmarks/xod_forward.py).
     """
     import jax
 
     potentials = jax.jit(lpt_potentials)
-    particles = jax.jit(functools.partial(lpt_from_potentials, mesh_shape=mesh_shape, lattice_offset=0.5))
+    # three programs, each potential donated to the one that takes its gradient: the momenta
+    # first, so that the positions are made with only the momenta and one potential held
+    momenta = jax.jit(functools.partial(lpt_gradient, mesh_shape=mesh_shape), donate_argnums=0)
+    positions = jax.jit(functools.partial(lpt_gradient, mesh_shape=mesh_shape, lattice_offset=0.5), donate_argnums=0)
 
     def run(cosmo_jc, delta_lin, a):
-        return particles(*potentials(cosmo_jc, delta_lin, a))
+        pot_dx_k, pot_p_k = potentials(cosmo_jc, delta_lin, a)
+        p = momenta(pot_p_k)
+        return positions(pot_dx_k), p
 
     return run
 
