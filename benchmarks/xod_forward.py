@@ -89,7 +89,7 @@ def _previous_lpt_runner(shape):
     lpt = jax.jit(_previous_lpt_on_grid)
     to_x = jax.jit(lambda dx: _lattice(shape) + 0.5 + dx)
 
-    def run(cosmo_jc, delta_lin, a):
+    def run(cosmo_jc, delta_lin, a, consume_field=False):  # (run_pm's keyword; the field is kept)
         dx, p, _ = lpt(cosmo_jc, delta_lin, a)
         return to_x(dx), p
 
@@ -126,10 +126,9 @@ def memory_rows(shape, chunk: int, steps: int, cosmo_jc) -> dict[str, float]:
     ) / n
     potentials = _peak_bytes(pm.lpt_potentials, cosmo_jc, real, a)
     # then the momenta (the displacement potential held meanwhile), then the positions (the
-    # momenta held), each program with its potential donated, as pm._jitted_lpt runs them
-    momenta = _peak_bytes(functools.partial(pm.lpt_gradient, mesh_shape=shape), half, donate=(0,)) + 8 * half_cells
-    positions = _peak_bytes(functools.partial(pm.lpt_gradient, mesh_shape=shape, lattice_offset=0.5), half,
-                            donate=(0,)) + 12 * n
+    # momenta held), each potential freed once its gradient is made, as pm._jitted_lpt runs them
+    momenta = _peak_bytes(functools.partial(pm.lpt_gradient, mesh_shape=shape), half) + 8 * half_cells
+    positions = _peak_bytes(functools.partial(pm.lpt_gradient, mesh_shape=shape, lattice_offset=0.5), half) + 12 * n
     rows["2LPT after"] = max(potentials, momenta, positions) / n
     # one KDK step (the loop program; its memory does not depend on the number of steps)
     old_advance = pm._make_advance(shape, None, 1, None, True)[0]

@@ -1,4 +1,4 @@
-"""The fused slab forward model: 2LPT -> KDK -> LDL n_e and T -> X-ray maps in one device program.
+"""The fused slab forward model: 2LPT -> KDK -> LDL n_e and T -> X-ray maps as device programs.
 
 Contract: a cosmology, its linear P(k) at z = 0, a slab's seed and geometry, the conditioned
 LDL parameters of n_e and T, and the emission table in; the slab's projected count-rate maps
@@ -10,9 +10,10 @@ numpy in between: ``simulate_lightcone`` (:func:`clustersbi.pm.run_pm` per slab;
 the host, two CIC densities painted that nothing uses, HDF5), ``paint_gas`` (the LDL painter
 of :mod:`clustersbi.stages.ldl`: positions back to the device, n_e and T back to the host in
 float64, HDF5) and ``xray_maps`` (:func:`clustersbi.xray.paint_slab`: numpy and scipy.sparse,
-layer by layer). Here the pieces are the same functions, traced into one program:
+layer by layer). Here the pieces are the same functions, run as device programs one after the
+other with nothing brought back between them (:func:`slab_program`):
 
-- the PM: :func:`clustersbi.pm.lpt_potentials` / :func:`clustersbi.pm.lpt_from_potentials` and the KDK integrator of
+- the PM: the 2LPT of ``run_pm`` (``pm._jitted_lpt``) and the KDK integrator of
   :func:`clustersbi.pm.run_pm` (``pm._make_advance``: :func:`clustersbi.pm.pm_forces_compensated`
   with the FastPM factors of :func:`clustersbi.pm.pm_step_factors`), with the particles'
   half-cell offset and the wrap into the box of ``run_pm``'s snapshot;
@@ -24,7 +25,7 @@ layer by layer). Here the pieces are the same functions, traced into one program
 Only small host work remains per slab, all of it O(steps + layers + pixels): the step factors
 (an ODE solve per cosmology and slab redshift), the layers' distances and redshifts, and the
 linear field's draw (jaxpm's ``linear_field`` with ``run_pm``'s P(k) interpolator, a few
-eager device operations whose result stays on the device). The program is compiled once per
+eager device operations whose result stays on the device). The programs are compiled once per
 :class:`SlabProgram` (mesh shape, cell, force settings) and input shapes, and kept in an
 ``functools.lru_cache`` as ``pm._make_advance`` is: the slabs and simulations of a job, which
 share one fixed mesh (``simulation.lightcone.fixed_mesh``), reuse one compilation.
@@ -52,10 +53,13 @@ Precision: float32 throughout (the staged chain paints in float64 after a float3
 16 x 16 x 8 slabs the fused maps equal the staged ones to 1e-7-5e-7 relative in the summed map
 and 3e-6 in the worst pixel (tests/test_forward.py, tolerances there).
 
-Memory (not measured yet): the projection is not chunked over layers; its transients (n_e and
-T, the band rates and the interpolation's gathers, the projected channels) are of the order of
-50 bytes per cell, taken after the PM state (positions, momenta and forces, 36 bytes per
-particle) is dead: only the positions and two scalar finiteness checks outlive the KDK.
+Memory: the 2LPT, the KDK and the gas + projection are separate programs (the PM state is
+donated from one to the next), so their scratch meshes never coexist: the PM's peak is ~40
+bytes per particle with ``cic_chunk_size`` (XLA's memory analysis, benchmarks/xod_forward.py;
+~62 when 2LPT and KDK are compiled as one program). The projection is not chunked over layers;
+its transients (n_e and T, the band rates and the interpolation's gathers, the projected
+channels) are of the order of 50 bytes per cell (an estimate, not measured), taken after the PM
+state is dead: only the positions and two scalar finiteness checks outlive the KDK.
 
 How a GPU job uses it (not wired into the workflow yet): one job takes a chunk of
 simulations; per simulation it conditions the LDL parameters (``LDLPainter.params_ne`` /
@@ -335,7 +339,9 @@ class SlabProgram:
         mesh_shape: (n_w, n_w, n_d) particles and cells of the slab box, line of sight last.
         cell_mpc_h: cell size [Mpc/h] (box = mesh_shape x cell).
         n_images: periodic images per side of the sky projection (:func:`periodic_images`).
-        compensation, force_mesh_factor: PM force settings (:func:`clustersbi.pm.run_pm`).
+        compensation, force_mesh_factor, cic_chunk_size: PM force settings
+            (:func:`clustersbi.pm.run_pm`; a chunk of ~1e6 particles keeps the PM at ~40 bytes per
+            particle of device memory, benchmarks/xod_forward.py).
     """
 
     mesh_shape: tuple[int, int, int]
@@ -343,6 +349,7 @@ class SlabProgram:
     n_images: int = 1
     compensation: int | None = None
     force_mesh_factor: int = 1
+    cic_chunk_size: int | None = None
 
     @property
     def box_mpc_h(self) -> tuple[float, float, float]:
@@ -391,22 +398,17 @@ class SlabOutputs(NamedTuple):
     finite: Any
 
 
-def _slab_particles(settings: SlabProgram, inputs: SlabInputs):
-    """2LPT and KDK of ``run_pm`` -> ((N, 3) positions in [0, box) [Mpc/h], () all x and p finite)."""
+def _slab_positions(settings: SlabProgram, x, p):
+    """The PM's final (x, p) in mesh units -> (positions [Mpc/h] in [0, box), shaped as x (so that
+    they can take x's buffer), () all x and p finite): ``run_pm``'s snapshot (mesh points at
+    integers -> cell centres (i + 1/2) H, wrapped into the box)."""
     import jax.numpy as jnp
 
     shape = settings.mesh_shape
-    # positions half a cell off the mesh points, as run_pm (its docstring says why)
-    potentials = pm.lpt_potentials(inputs.cosmo_jc, inputs.delta_lin, inputs.a_init)
-    x, p = pm.lpt_from_potentials(*potentials, shape, lattice_offset=0.5)
-    advance, _ = pm._make_advance(shape, settings.compensation, int(settings.force_mesh_factor))
-    x, p = advance((x, p), inputs.factors, inputs.omega_m, 0, inputs.factors.shape[0])
-    # run_pm's snapshot: mesh points at integers -> cell centres (i + 1/2) H, wrapped into the box
-    pos = jnp.mod(x.reshape(-1, 3) + 0.5, jnp.asarray(shape, jnp.float32)) * settings.cell_mpc_h
+    pos = jnp.mod(x + 0.5, jnp.asarray(shape, jnp.float32)) * settings.cell_mpc_h
     box = jnp.asarray(settings.box_mpc_h, jnp.float32)
     pos = jnp.mod(pos, box)
     pos = jnp.where(pos >= box, 0.0, pos)
-    # reduced here, so that nothing but the positions keeps the PM state alive
     return pos, jnp.all(jnp.isfinite(x)) & jnp.all(jnp.isfinite(p))
 
 
@@ -420,27 +422,57 @@ def _slab_gas(settings: SlabProgram, inputs: SlabInputs, pos):
     return ne, jnp.maximum(t, inputs.t_floor_k)
 
 
-def _slab_forward(settings: SlabProgram, inputs: SlabInputs) -> SlabOutputs:
+def _slab_gas_maps(settings: SlabProgram, pos, finite_pm, inputs: SlabInputs) -> SlabOutputs:
+    """The slab's positions -> its gas -> its maps (the last of the slab's device programs)."""
     import jax.numpy as jnp
 
-    pos, finite_pm = _slab_particles(settings, inputs)
-    ne, t = _slab_gas(settings, inputs, pos)
+    ne, t = _slab_gas(settings, inputs, pos.reshape(-1, 3))
     rate, zsum, total = project_slab(ne, t, inputs.layers, inputs.emission, settings.n_images)
     finite = finite_pm & jnp.all(jnp.isfinite(ne)) & jnp.all(jnp.isfinite(t))
     return SlabOutputs(rate, zsum, total, finite)
 
 
+class _SlabPrograms:
+    """The slab's device programs, run one after the other with every array kept on the device:
+    the 2LPT (``pm._jitted_lpt``: three programs), the KDK integrator (``pm._make_advance``, the
+    (x, p) state donated and updated in place), the positions in Mpc/h (in x's buffer) and the
+    gas with its X-ray projection. Separate programs rather than one: each program's scratch
+    meshes are freed before the next one's exist, so the PM's peak is ~40 bytes per particle
+    (with ``cic_chunk_size``) instead of ~62 for 2LPT and KDK compiled together
+    (benchmarks/xod_forward.py). Call with :class:`SlabInputs` -> :class:`SlabOutputs`.
+    """
+
+    def __init__(self, settings: SlabProgram):
+        import jax
+
+        shape = settings.mesh_shape
+        self.lpt = pm._jitted_lpt(shape)
+        self.advance = pm._make_advance(shape, settings.compensation, int(settings.force_mesh_factor),
+                                        settings.cic_chunk_size)[0]
+        self.positions = jax.jit(functools.partial(_slab_positions, settings), donate_argnums=0)
+        self.gas_maps = jax.jit(functools.partial(_slab_gas_maps, settings))
+
+    def __call__(self, inputs: SlabInputs) -> SlabOutputs:
+        x, p = self.lpt(inputs.cosmo_jc, inputs.delta_lin, inputs.a_init)
+        x, p = self.advance((x, p), inputs.factors, inputs.omega_m, 0, int(inputs.factors.shape[0]))
+        pos, finite_pm = self.positions(x, p)
+        p.delete()  # the momenta are not needed past the finiteness check
+        return self.gas_maps(pos, finite_pm, inputs)
+
+    def _cache_size(self) -> int:
+        """Compilations of the last program (one per input shapes, as ``jax.jit``'s)."""
+        return self.gas_maps._cache_size()
+
+
 @functools.lru_cache(maxsize=8)
-def slab_program(settings: SlabProgram):
-    """The jitted fused program ``program(inputs: SlabInputs) -> SlabOutputs`` for ``settings``.
+def slab_program(settings: SlabProgram) -> _SlabPrograms:
+    """The fused slab programs ``program(inputs: SlabInputs) -> SlabOutputs`` for ``settings``.
 
     Cached per settings (as ``pm._make_advance``), so every slab and simulation of a job with
     the same fixed mesh reuses one compilation (jit recompiles only for new input shapes,
     e.g. another sky grid or number of steps).
     """
-    import jax
-
-    return jax.jit(functools.partial(_slab_forward, settings))
+    return _SlabPrograms(settings)
 
 
 def slab_linear_field(k_h_mpc: np.ndarray, pk_linear_z0: np.ndarray, mesh_shape: Sequence[int], box_mpc_h, seed: int):
@@ -503,6 +535,7 @@ def slab_maps(
     n_steps: int = 10,
     compensation: int | None = None,
     force_mesh_factor: int = 1,
+    cic_chunk_size: int | None = None,
     n_images: int | None = None,
     delta_lin=None,
 ) -> SlabMap:
@@ -525,7 +558,8 @@ def slab_maps(
         table: the emission table (range checks); emission: its :func:`emission_arrays`
             (pass it to convert the table once per job).
         grid: the sky grid.
-        a_init, n_steps, compensation, force_mesh_factor: PM settings (:func:`clustersbi.pm.run_pm`).
+        a_init, n_steps, compensation, force_mesh_factor, cic_chunk_size: PM settings
+            (:func:`clustersbi.pm.run_pm`).
         n_images: periodic images of the projection (default: what this slab needs,
             :func:`periodic_images`); a job whose farther slabs need more passes their count
             to every slab, so that one compilation serves all (more images add zeros).
@@ -550,7 +584,8 @@ def slab_maps(
         n_images = needed
     elif n_images < needed:
         raise ValueError(f"slab {slab.index} needs {needed} periodic images of its box, got n_images={n_images}")
-    settings = SlabProgram(shape, float(cell_mpc_h), n_images, compensation, int(force_mesh_factor))
+    settings = SlabProgram(shape, float(cell_mpc_h), n_images, compensation, int(force_mesh_factor),
+                           None if cic_chunk_size is None else int(cic_chunk_size))
     if delta_lin is None:
         delta_lin = slab_linear_field(k_h_mpc, pk_linear_z0, shape, box, seed)
     layers = slab_layers(float(slab.chi_lo), chi_far, box[0], shape, cosmo.Omega_m, cosmo.h, grid, n_keep)

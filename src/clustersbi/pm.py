@@ -528,20 +528,27 @@ def _jitted_lpt(mesh_shape: tuple[int, int, int]):
     Run eagerly, the growth-function evaluations dispatch op by op (~0.6 s per 3e5-particle
     slab on a CPU core); compiled once per mesh shape, ~0.15 s. Three programs: the first's
     scratch meshes (the source and its terms) are freed before the particles exist, and each
-    potential is freed as its gradient is made (benchmarks/xod_forward.py).
+    potential is freed as its gradient is made (benchmarks/xod_forward.py). With
+    ``consume_field=True`` the linear field (a device array) is freed after the first program.
     """
     import jax
 
     potentials = jax.jit(lpt_potentials)
-    # three programs, each potential donated to the one that takes its gradient: the momenta
-    # first, so that the positions are made with only the momenta and one potential held
-    momenta = jax.jit(functools.partial(lpt_gradient, mesh_shape=mesh_shape), donate_argnums=0)
-    positions = jax.jit(functools.partial(lpt_gradient, mesh_shape=mesh_shape, lattice_offset=0.5), donate_argnums=0)
+    # three programs, each potential freed once its gradient is made: the momenta first, so
+    # that the positions are made with only the momenta and one potential held. (Donation
+    # cannot free them: a half-complex potential aliases no (mesh, 3) output.)
+    momenta = jax.jit(functools.partial(lpt_gradient, mesh_shape=mesh_shape))
+    positions = jax.jit(functools.partial(lpt_gradient, mesh_shape=mesh_shape, lattice_offset=0.5))
 
-    def run(cosmo_jc, delta_lin, a):
+    def run(cosmo_jc, delta_lin, a, consume_field: bool = False):
         pot_dx_k, pot_p_k = potentials(cosmo_jc, delta_lin, a)
+        if consume_field:  # the caller's linear field is not needed any more: free it now
+            delta_lin.delete()
         p = momenta(pot_p_k)
-        return positions(pot_dx_k), p
+        pot_p_k.delete()
+        x = positions(pot_dx_k)
+        pot_dx_k.delete()
+        return x, p
 
     return run
 
@@ -706,7 +713,7 @@ def run_pm(
     # on a 16^3 mesh paints with 17% too little amplitude, which slows early growth and
     # scatters the large-scale modes. Half a cell off, weights are linear in the displacement.
     # The offset translates the whole realisation by half a cell; nothing else changes.
-    x, p = _jitted_lpt(shape)(cosmo_jc, delta_lin, a_init)
+    x, p = _jitted_lpt(shape)(cosmo_jc, delta_lin, a_init, consume_field=True)
     del delta_lin
     check_finite("2LPT displacements", x, context)
     factors = jnp.asarray(pm_step_factors(cosmo_jc, a_edges), dtype=jnp.float32)
