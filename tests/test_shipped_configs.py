@@ -39,7 +39,7 @@ def test_shipped_config_builds_its_dag(repo, tmp_path, name):
     )
     assert proc.returncode == 0, f"config/{name}.yaml: {proc.stderr[-3000:]}"
     assert "train_npe" in proc.stdout + proc.stderr, "the dry run planned no inference"
-    if config["simulation"].get("lightcone", {}).get("forward") == "fused":
+    if (config.get("simulation") or {}).get("lightcone", {}).get("forward") == "fused":
         assert "fused_xray_maps" in proc.stdout + proc.stderr, f"config/{name}.yaml: no fused maps job"
         assert "paint_gas" not in proc.stdout + proc.stderr, f"config/{name}.yaml: forward fused paints gas files"
 
