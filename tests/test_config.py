@@ -114,6 +114,33 @@ def test_loguniform_needs_positive_low(config, schema):
         validate_config(bad, schema)
 
 
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        (("simulation", "lightcone", "fixed_mesh"), False,
+         r"simulation\.lightcone\.forward: 'fused' needs simulation\.lightcone\.fixed_mesh: true"),
+        (("design", "nested"), True, r"simulation\.lightcone\.forward: 'fused' does not paint nested .*design\.nested"),
+    ],
+    ids=["without-fixed-mesh", "nested"],
+)
+def test_fused_forward_refuses_what_it_cannot_run_naming_the_key(config, schema, key, value, message):
+    """forward: fused runs one compiled program per slab mesh and paints one draw per PM run;
+    the same settings with forward: staged are valid."""
+    config["simulation"]["lightcone"]["forward"] = "fused"
+    _set(config, key, value)
+    staged = copy.deepcopy(config)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config, schema)
+    staged["simulation"]["lightcone"]["forward"] = "staged"
+    validate_config(staged, schema)
+
+
+def test_unknown_forward_is_named(config, schema):
+    config["simulation"]["lightcone"]["forward"] = "device"
+    with pytest.raises(ConfigError, match=r"simulation\.lightcone\.forward: 'device' is not one of \['staged', 'fused'\]"):
+        validate_config(config, schema)
+
+
 # --------------------------------------------------------------------------- physical bounds
 # Values that config fuzzing once found accepted (issue 17), and their neighbours: each is
 # refused when the config is read, naming the key, instead of failing in a job.

@@ -10,16 +10,16 @@ for the fused program.
 from __future__ import annotations
 
 import jax
-from jax.flatten_util import ravel_pytree
 import numpy as np
 import pytest
 
-from clustersbi import forward, ldl
+from clustersbi import forward
 from clustersbi.cosmology import Cosmology, redshift_at_comoving_distance
 from clustersbi.lightcone import Slab, simulate_lightcone_slabs, slab_attributes
-from clustersbi.stages.ldl import LDLPainter, ThetaSpace
+from clustersbi.stages.ldl import LDLPainter
 from clustersbi.stages.xray import paint_gas_lightcone
 from clustersbi.xray import EmissionTable, make_sky_grid, paint_slab
+from ldl_toys import power_law_spectrum, write_ldl_models
 
 # ---- tolerances (float32 against float64 references)
 #: projection of given n_e, T grids: max |fused - numpy| per pixel over the map's maximum
@@ -99,12 +99,6 @@ SHAPE, CELL, N_STEPS, A_INIT = (16, 16, 8), 1.0, 3, 0.1
 PARAMS = {"Omega_m": 0.3, "sigma_8": 0.8, "A_AGN1": 2.0}
 
 
-def _power_law_spectrum(pk_scale: float = 1.0):
-    """A smooth, positive linear P(k) at z = 0 [(Mpc/h)^3] (a CDM-like shape, no CAMB)."""
-    k = np.geomspace(1e-3, 10.0, 128)
-    return k, pk_scale * 2.0e4 * (k / 0.02) / (1.0 + (k / 0.02) ** 2.6)
-
-
 def _slab(chi_lo: float, depth: float, omega_m: float) -> Slab:
     """A slab shallower than its 8-cell box (7 layers painted) at ~z = 0.29."""
     chi_hi = chi_lo + depth
@@ -112,32 +106,10 @@ def _slab(chi_lo: float, depth: float, omega_m: float) -> Slab:
     return Slab(0, chi_lo, chi_hi, float(z_lo), float(z_hi), float(z_c), depth, SHAPE[0] * CELL)
 
 
-def _random_mlp(key, n_in: int, n_out: int, scale: float):
-    """A conditioning MLP whose last layer is not zero (the conditioning then matters)."""
-    mlp = ldl.mlp_init(key, n_in, [8], n_out)
-    mlp[-1]["w"] = scale * jax.random.normal(jax.random.fold_in(key, 1), mlp[-1]["w"].shape)
-    return mlp
-
-
 @pytest.fixture(scope="module")
 def painter(tmp_path_factory) -> LDLPainter:
     """A small trained-looking model pair written as the ldl stage writes it."""
-    tmp = tmp_path_factory.mktemp("ldl_models")
-    k_nyq = float(np.pi / CELL)
-    theta = ThetaSpace(("Omega_m", "sigma_8", "A_AGN1"), (False, False, True), (0.1, 0.6, np.log(0.25)),
-                       (0.5, 1.0, np.log(4.0)), {"Omega_m": 0.3, "sigma_8": 0.8, "A_AGN1": 1.0})
-    config = {"theta": theta.to_config(), "k_nyquist_h_mpc": k_nyq, "z_nodes": [0.2, 0.4], "ldl": {"t_floor_k": 1e4}}
-    base_ne = ldl.init_params(2, 4, alpha=-0.3, k_nyquist=k_nyq)
-    base_ne["layers"][0]["spline"] = base_ne["layers"][0]["spline"].at[1].set(0.5)
-    base_t = ldl.init_params(1, 2, mean_target=60.0, mu=0.4, alpha=0.2, k_nyquist=k_nyq)
-    n_ne = ravel_pytree(base_ne)[0].size
-    n_t = ravel_pytree(base_t)[0].size
-    key = jax.random.PRNGKey(3)
-    mlp_ne = _random_mlp(key, 3, n_ne, 0.05)
-    mlps_t = ldl.stack_mlps([_random_mlp(jax.random.fold_in(key, z), 3, n_t, 0.05) for z in (2, 4)])
-    ldl.save_model(tmp / "ne.npz", {"base": base_ne, "mlp": mlp_ne}, {**config, "field": "ne"})
-    ldl.save_model(tmp / "t.npz", {"base": base_t, "mlps": mlps_t}, {**config, "field": "t"})
-    return LDLPainter(tmp / "ne.npz", tmp / "t.npz")
+    return write_ldl_models(tmp_path_factory.mktemp("ldl_models"), CELL)
 
 
 class _SlabGroup(dict):
@@ -150,7 +122,7 @@ class _SlabGroup(dict):
 
 def _staged_maps(cosmo, slab, seed, painter, table, grid):
     """The rules' chain: run_pm of the slab, the painter, the xray stage's painting."""
-    k, pk = _power_law_spectrum()
+    k, pk = power_law_spectrum()
     (run,) = simulate_lightcone_slabs(cosmo, k, pk, [slab], cell_mpc_h=CELL, seeds=[seed], a_init=A_INIT,
                                       n_steps=N_STEPS, mesh_shape=SHAPE)
     params = {**PARAMS, "Omega_m": cosmo.Omega_m}
@@ -161,7 +133,7 @@ def _staged_maps(cosmo, slab, seed, painter, table, grid):
 
 
 def _fused_maps(cosmo, slab, seed, painter, table, grid):
-    k, pk = _power_law_spectrum()
+    k, pk = power_law_spectrum()
     params = {**PARAMS, "Omega_m": cosmo.Omega_m}
     return forward.slab_maps(cosmo, k, pk, slab, mesh_shape=SHAPE, cell_mpc_h=CELL, seed=seed,
                              ne_params=painter.params_ne(params), t_params=painter.params_t(params, slab.z_centre),
@@ -204,7 +176,7 @@ def test_one_compilation_serves_slabs_of_other_cosmologies(painter, table):
 def test_too_few_periodic_images_raise(painter, table):
     """The field (1.2 deg at chi ~ 807 Mpc/h) is wider than the 16 Mpc/h box: 2 images needed."""
     slab, grid = _slab(800.0, 6.6, COSMO.Omega_m), make_sky_grid(1.44, 3.0)
-    k, pk = _power_law_spectrum()
+    k, pk = power_law_spectrum()
     with pytest.raises(ValueError, match="needs 2 periodic images"):
         forward.slab_maps(COSMO, k, pk, slab, mesh_shape=SHAPE, cell_mpc_h=CELL, seed=11,
                           ne_params=painter.params_ne(PARAMS), t_params=painter.params_t(PARAMS, slab.z_centre),
@@ -213,7 +185,7 @@ def test_too_few_periodic_images_raise(painter, table):
 
 def test_non_finite_field_raises(painter, table):
     slab, grid = _slab(800.0, 6.6, COSMO.Omega_m), make_sky_grid(1.44, 3.0)
-    k, pk = _power_law_spectrum()
+    k, pk = power_law_spectrum()
     bad = forward.slab_linear_field(k, pk, SHAPE, tuple(n * CELL for n in SHAPE), 11).at[0, 0, 0].set(np.nan)
     with pytest.raises(forward.pm.NonFiniteSimulationError, match="slab 0"):
         forward.slab_maps(COSMO, k, pk, slab, mesh_shape=SHAPE, cell_mpc_h=CELL, seed=11,

@@ -39,6 +39,9 @@ def test_shipped_config_builds_its_dag(repo, tmp_path, name):
     )
     assert proc.returncode == 0, f"config/{name}.yaml: {proc.stderr[-3000:]}"
     assert "train_npe" in proc.stdout + proc.stderr, "the dry run planned no inference"
+    if (config.get("simulation") or {}).get("lightcone", {}).get("forward") == "fused":
+        assert "fused_xray_maps" in proc.stdout + proc.stderr, f"config/{name}.yaml: no fused maps job"
+        assert "paint_gas" not in proc.stdout + proc.stderr, f"config/{name}.yaml: forward fused paints gas files"
 
 
 def test_cluster_images_preset_builds_its_dag(repo, tmp_path):
@@ -51,11 +54,14 @@ def test_cluster_images_preset_builds_its_dag(repo, tmp_path):
     assert "train_mass_cnn" in proc.stdout + proc.stderr, "the dry run planned no mass CNN"
 
 
-def test_cluster_images_from_the_simulations_plans_the_lightcone_chain(repo, tmp_path):
+@pytest.mark.parametrize("forward", ["staged", "fused"])
+def test_cluster_images_from_the_simulations_plans_the_lightcone_chain(repo, tmp_path, forward):
     """images.source: simulation cuts clusters out of the run's own slabs: the dry run must plan
-    the PM lightcones and the gas painting before the cutouts, not the generator."""
+    the PM lightcones and the gas painting before the cutouts, not the generator, whichever rule
+    makes the maps (forward: fused writes no particle or gas file; the staged rules make them)."""
     config = yaml.safe_load((repo / "config" / "cluster_images.yaml").read_text())
     config["images"]["source"] = "simulation"
+    config.setdefault("simulation", {}).setdefault("lightcone", {})["forward"] = forward
     cut = tmp_path / "cluster_images_simulation.yaml"
     cut.write_text(yaml.safe_dump(config))
     proc = subprocess.run(

@@ -26,6 +26,8 @@ pytestmark = pytest.mark.slow
 GPU_RULES = ("simulate_lightcone", "train_ldl", "paint_gas", "xray_maps", "train_compressor", "train_npe")
 #: one group job per lightcone chunk, in this order of execution
 LIGHTCONE_CHAIN = ("simulate_lightcone", "paint_gas", "xray_maps", "detect_sources")
+#: the same with simulation.lightcone.forward: fused (one device job makes the maps)
+FUSED_CHAIN = ("fused_xray_maps", "detect_sources")
 
 
 class _Resources(dict):
@@ -64,16 +66,26 @@ def _dry_run_jobs(log: str) -> list[dict]:
     return jobs
 
 
-@pytest.fixture(scope="module")
-def profile_dry_run(repo, tmp_path_factory) -> list[dict]:
-    workdir = tmp_path_factory.mktemp("slurm")
+def _profile_dry_run(repo, workdir, forward: str) -> list[dict]:
+    """The jobs of a dry run of the tiny XOD config with ``simulation.lightcone.forward``."""
     shutil.copytree(repo / "profiles", workdir / "profiles")
     config = yaml.safe_load((repo / "tests" / "config" / "tiny_xod.yaml").read_text())
+    config["simulation"]["lightcone"]["forward"] = forward
     configfile = workdir / "tiny_xod.yaml"
     configfile.write_text(yaml.safe_dump(config))
     proc = snakemake(repo, workdir, configfile, "-n", "--profile", str(workdir / "profiles" / "slurm"), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return _dry_run_jobs(proc.stdout + proc.stderr)
+
+
+@pytest.fixture(scope="module")
+def profile_dry_run(repo, tmp_path_factory) -> list[dict]:
+    return _profile_dry_run(repo, tmp_path_factory.mktemp("slurm"), "staged")
+
+
+@pytest.fixture(scope="module")
+def fused_profile_dry_run(repo, tmp_path_factory) -> list[dict]:
+    return _profile_dry_run(repo, tmp_path_factory.mktemp("slurm_fused"), "fused")
 
 
 def _sbatch(job: dict) -> str:
@@ -109,9 +121,24 @@ def test_a_lightcone_chunk_runs_as_one_group_job(profile_dry_run):
     assert len(by_chunk) >= 2 and all(rules == set(LIGHTCONE_CHAIN) for rules in by_chunk.values()), by_chunk
 
 
+def test_the_fused_maps_job_asks_for_a_gpu_and_runs_in_the_chunk_group(fused_profile_dry_run):
+    rules = {job["rule"] for job in fused_profile_dry_run}
+    assert not rules & {"simulate_lightcone", "paint_gas", "xray_maps"}, f"forward: fused plans the staged chain: {rules}"
+    chain = [job for job in fused_profile_dry_run if job["rule"] in FUSED_CHAIN]
+    by_chunk: dict[str, set] = {}
+    for job in chain:
+        assert job["group"] == "lightcone_chunk", f"{job['rule']} (chunk {job['chunk']}) runs outside the group job"
+        by_chunk.setdefault(job["chunk"], set()).add(job["rule"])
+        if job["rule"] == "fused_xray_maps":
+            call = _sbatch(job)
+            assert "--gpus=1" in call and "<gpu-partition>" in call, f"fused_xray_maps is submitted without a GPU: {call}"
+    assert len(by_chunk) >= 2 and all(rules == set(FUSED_CHAIN) for rules in by_chunk.values()), by_chunk
+
+
 def test_profile_names_only_real_rules(repo):
     profile = yaml.safe_load((repo / "profiles" / "slurm" / "config.yaml").read_text())
-    defined = set(re.findall(r"^rule (\w+):", "".join(p.read_text() for p in (repo / "workflow" / "rules").glob("*.smk")),
+    # rules defined under a config switch (xray.smk's maps rule) are indented
+    defined = set(re.findall(r"^\s*rule (\w+):", "".join(p.read_text() for p in (repo / "workflow" / "rules").glob("*.smk")),
                              flags=re.MULTILINE))
     named = set(profile["set-resources"]) | set(profile["set-threads"]) | {g.split("=")[0] for g in profile["groups"]}
     assert named <= defined, f"profiles/slurm names rules that do not exist: {sorted(named - defined)}"

@@ -186,6 +186,23 @@ def test_reruns_follow_what_each_stage_reads(repo, xod_run):
     plan = planned_jobs(repo, xod_run, fov, "fov.yaml")
     assert plan["simulate_lightcone"] == 2, f"a field-of-view edit must rerun the lightcones: {dict(plan)}"
     assert plan["train_ldl"] == 0, f"a field-of-view edit retrains the LDL boxes: {dict(plan)}"
+    fused = copy.deepcopy(tiny)
+    fused["simulation"]["lightcone"]["forward"] = "fused"
+    plan = planned_jobs(repo, xod_run, fused, "fused.yaml")
+    assert plan["fused_xray_maps"] == 2, f"forward: fused must remake the maps: {dict(plan)}"
+    assert not any(plan[r] for r in (*simulations[:3], "train_ldl", "emission_table", "linear_power")), \
+        f"forward: fused reruns more than the maps and what reads them: {dict(plan)}"
+
+
+def test_fused_forward_plans_one_maps_job_per_chunk_and_no_particles(repo, tmp_path):
+    """simulation.lightcone.forward: fused: the maps of each chunk come from one job that reads the
+    linear power, the LDL models and the emission table; no particle or gas file is planned."""
+    config = load_yaml(repo / "tests" / "config" / "tiny_xod.yaml")
+    config["simulation"]["lightcone"]["forward"] = "fused"
+    plan = dry_run_jobs(repo, tmp_path, config, "tiny_xod_fused.yaml", *TARGETS)
+    assert plan["fused_xray_maps"] == 2 and plan["detect_sources"] == 2, dict(plan)
+    assert plan["linear_power"] == 2 and plan["train_ldl"] == 1 and plan["emission_table"] == 1, dict(plan)
+    assert not any(plan[r] for r in ("simulate_lightcone", "paint_gas", "xray_maps")), dict(plan)
 
 
 @pytest.fixture(scope="module")

@@ -293,6 +293,27 @@ def _check_relations(config: Mapping[str, Any]) -> None:
             "the catalogue is the xod posterior's observation: drop one"
         )
     _check_cnn_grid(config)
+    _check_fused_forward(config)
+
+
+def _check_fused_forward(config: Mapping[str, Any]) -> None:
+    """``simulation.lightcone.forward: fused`` (:func:`clustersbi.forward.slab_maps`) runs one
+    compiled device program per slab mesh and one LDL painting per PM run of a slab."""
+    lightcone = _section(config, "simulation", "lightcone")
+    if lightcone.get("forward") != "fused":
+        return
+    if not lightcone.get("fixed_mesh", True):
+        raise ConfigError(
+            "simulation.lightcone.forward: 'fused' needs simulation.lightcone.fixed_mesh: true (the fused "
+            "program compiles once per slab mesh; without a fixed mesh every slab of every simulation has its "
+            "own, a compilation per slab); set fixed_mesh: true or forward: staged"
+        )
+    if _section(config, "design").get("nested"):
+        raise ConfigError(
+            "simulation.lightcone.forward: 'fused' does not paint nested feedback draws (design.nested: true): "
+            "the staged chain paints every draw on one PM run of a slab, the fused program would rerun the PM "
+            "per draw; set forward: staged"
+        )
 
 
 def _check_cnn_grid(config: Mapping[str, Any]) -> None:

@@ -61,16 +61,17 @@ its transients (n_e and T, the band rates and the interpolation's gathers, the p
 channels) are of the order of 50 bytes per cell (an estimate, not measured), taken after the PM
 state is dead: only the positions and two scalar finiteness checks outlive the KDK.
 
-How a GPU job uses it (not wired into the workflow yet): one job takes a chunk of
-simulations; per simulation it conditions the LDL parameters (``LDLPainter.params_ne`` /
+How a job uses it (rule ``fused_xray_maps`` with ``simulation.lightcone.forward: fused``,
+:func:`clustersbi.stages.xray.fused_xray_maps_chunk`): one job takes a chunk of simulations;
+per simulation it conditions the LDL parameters (``LDLPainter.params_ne`` /
 ``params_t`` per slab redshift), converts the emission table once (:func:`emission_arrays`),
 and calls :func:`slab_maps` for every slab of every lightcone with the fixed slab mesh. The
 device holds one slab's particles, gas grids and overlap matrices at a time; per slab the
 host receives the (n_b, n_pix, n_pix) maps, the emission-weighted redshift sums, the per-band
 cell totals and one finiteness flag (under 1 MB at paper scale, instead of ~0.6 GB of
 particles, velocities and gas grids). Those are exactly the inputs of the maps file
-(:func:`clustersbi.stages.xray.xray_maps_chunk`: observational effects and detection run on
-them on the host as today).
+(written by the staged stage's writer, :func:`clustersbi.stages.xray.write_lightcone_maps`:
+observational effects and detection run on them on the host as in the staged chain).
 
 What it does not cover: detection (sep, on the host, from the maps), the observational effects
 (PSF, background, Poisson noise: :func:`clustersbi.xray.observe`, applied to the returned

@@ -88,8 +88,11 @@ def simulation_plots():
 
 
 def lightcone_simulation_config():
-    """The ``simulation`` keys lightcone runs read."""
-    return canonical({k: config["simulation"][k] for k in ("a_init", "n_steps", "lightcone")})
+    """The ``simulation`` keys lightcone runs read; not ``lightcone.forward``, which picks the rule
+    that makes the maps (a switch reruns the maps, not the staged chain's particle files)."""
+    lightcone = {k: v for k, v in config["simulation"]["lightcone"].items() if k != "forward"}
+    return canonical({"a_init": config["simulation"]["a_init"], "n_steps": config["simulation"]["n_steps"],
+                      "lightcone": lightcone})
 
 
 def xod_binning():

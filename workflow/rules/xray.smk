@@ -30,29 +30,66 @@ rule emission_table:
         "../scripts/emission_table.py"
 
 
-rule xray_maps:
-    input:
-        gas="results/gas/chunk_{chunk}.h5",
-        table="results/xray/emission_table.h5",
-    output:
-        maps="results/xray/maps/chunk_{chunk}.h5",
-    params:
-        design=chunk_params,
-        seed=config["seed"],
-        xray=canonical({k: config["xray"][k] for k in ("pixel_arcmin", "realistic")}),
-        fov_deg2=config["simulation"]["lightcone"]["fov_deg2"],
-    log:
-        "logs/xray/maps/chunk_{chunk}.log",
-    benchmark:
-        "results/benchmarks/xray/maps/chunk_{chunk}.tsv"
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=120,
-    conda:
-        "../../envs/xray.yaml"
-    script:
-        "../scripts/xray_maps.py"
+# The maps of a chunk: by the staged chain (the gas file of paint_gas, which reads the particle
+# file of simulate_lightcone) or, with simulation.lightcone.forward: fused, in one job from the
+# chunk's linear power by one device program per slab (no particle or gas file; the staged rules
+# stay defined for what reads those files: images.source simulation).
+if config["simulation"]["lightcone"]["forward"] == "fused":
+
+    rule fused_xray_maps:
+        input:
+            linear_power="results/linear_power/chunk_{chunk}.h5",
+            ne="results/models/ldl/ne.npz",
+            t="results/models/ldl/t.npz",
+            table="results/xray/emission_table.h5",
+        output:
+            maps="results/xray/maps/chunk_{chunk}.h5",
+        params:
+            design=chunk_params,
+            seed=config["seed"],
+            # what simulate_lightcone and xray_maps read: the same params give the same maps
+            simulation=lightcone_simulation_config(),
+            mesh_omega_m=lightcone_mesh_omega_m(),
+            xray=canonical({k: config["xray"][k] for k in ("pixel_arcmin", "realistic")}),
+        log:
+            "logs/xray/maps/chunk_{chunk}.log",
+        benchmark:
+            "results/benchmarks/xray/maps/chunk_{chunk}.tsv"
+        # JAX: one reserved thread (see simulate.smk); profiles/slurm gives it a GPU
+        threads: 1
+        resources:
+            mem_mb=8000,
+            runtime=240,
+        conda:
+            "../../envs/ldl.yaml"
+        script:
+            "../scripts/fused_xray_maps.py"
+
+else:
+
+    rule xray_maps:
+        input:
+            gas="results/gas/chunk_{chunk}.h5",
+            table="results/xray/emission_table.h5",
+        output:
+            maps="results/xray/maps/chunk_{chunk}.h5",
+        params:
+            design=chunk_params,
+            seed=config["seed"],
+            xray=canonical({k: config["xray"][k] for k in ("pixel_arcmin", "realistic")}),
+            fov_deg2=config["simulation"]["lightcone"]["fov_deg2"],
+        log:
+            "logs/xray/maps/chunk_{chunk}.log",
+        benchmark:
+            "results/benchmarks/xray/maps/chunk_{chunk}.tsv"
+        threads: 1
+        resources:
+            mem_mb=8000,
+            runtime=120,
+        conda:
+            "../../envs/xray.yaml"
+        script:
+            "../scripts/xray_maps.py"
 
 
 rule detect_sources:

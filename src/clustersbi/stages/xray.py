@@ -18,6 +18,13 @@ Contracts (HDF5 chunk files, :class:`clustersbi.io.ChunkFile`; every output writ
   is weighted with (the noisy maps are not), ``summed_cts_s (n_b, n_pix, n_pix) the whole
   lightcone, ``z_lo``, ``z_hi`` (n_slabs,), ``total_cells_cts_s`` (n_slabs, n_b) the sum over
   every cell before projection; the ``sim_`` group carries the simulation record, omega_m, h.
+- rule ``fused_xray_maps`` (``simulation.lightcone.forward: fused``): the same maps file, made
+  in one job from the chunk's linear power (:mod:`clustersbi.stages.cosmology`), the LDL
+  models (:mod:`clustersbi.stages.ldl`) and the emission table, each slab by the device
+  program :func:`clustersbi.forward.slab_maps` (2LPT -> KDK -> LDL n_e and T -> projection;
+  only the maps come back), with the staged chain's seeds, slab mesh and painter; no particle
+  or gas file is written. Equal to the staged file to float32 round-off (the staged chain paints
+  in float64). Root attribute ``forward``: "staged" or "fused".
 - rule ``detect``: ``results/xray/catalogs/chunk_{chunk}.h5``: per ``sim_/lc_`` group the
   catalogue of :func:`clustersbi.detect.detect_lightcone` (one dataset per column: slab,
   x_pix, y_pix, ra_deg, dec_deg, npix, CR [cts/s, all bands], HR, z, CR per band); read back
@@ -60,6 +67,8 @@ __all__ = [
     "iter_gas_lightcones",
     "paint_gas_lightcone",
     "xray_maps_chunk",
+    "write_lightcone_maps",
+    "fused_xray_maps_chunk",
     "detection_config",
     "detect_chunk",
 ]
@@ -183,9 +192,6 @@ def xray_maps_chunk(
 
     table = read_emission_table(table_file)
     pixel = float(xray_cfg["pixel_arcmin"])
-    realistic = xray_cfg["realistic"]
-    obs_kwargs = _observe_kwargs(realistic)
-    bands = np.asarray(table.bands_kev)
     design = ChunkDesign.from_params(design_params)
     with ChunkFile.open(gas_file) as gas, ChunkFile.create(out_file) as out:
         grid = None
@@ -196,28 +202,162 @@ def xray_maps_chunk(
             if grid is None:
                 fov = fov_deg2 if fov_deg2 is not None else _fov_from_geometry(slabs)
                 grid = make_sky_grid(fov, pixel)
-                out.write_attrs({"pixel_arcmin": pixel, "n_pix": grid.n_pix, "fov_deg2": float(fov),
-                                 "bands_kev": bands.tolist(), "emission": table.metadata, "realistic": dict(realistic)})
+                out.write_attrs(_maps_file_attrs(grid, fov, table, xray_cfg, "staged"))
             maps = paint_gas_lightcone(slabs, table, grid, float(attrs["omega_m"]), float(attrs["h"]))
-            rates = np.stack([m.rate_cts_s for m in maps])
-            summed = rates.sum(axis=0)
-            z_weight = rates.sum(axis=1)  # noise-free all-band rate, the weights of z_rate_sum
-            if _any_effect(realistic):
-                seeds = [derive_seed(global_seed, SeedStream.XRAY_NOISE, record.index, lc, s) for s in range(len(maps) + 1)]
-                rates = np.stack([observe(r, pixel, seed=seeds[s], **obs_kwargs) for s, r in enumerate(rates)])
-                summed = observe(summed, pixel, seed=seeds[-1], **obs_kwargs)
-            g_sim = out.simulation(record, omega_m=float(attrs["omega_m"]), h=float(attrs["h"]))
-            g = ChunkFile.add_lightcone(g_sim, lc)
-            g.create_dataset("rate_cts_s", data=rates.astype(np.float32), compression="gzip", compression_opts=1)
-            g.create_dataset("z_rate_sum", data=np.stack([m.z_rate_sum for m in maps]).astype(np.float32),
-                             compression="gzip", compression_opts=1)
-            if _any_effect(realistic):
-                g.create_dataset("z_weight_cts_s", data=z_weight.astype(np.float32), compression="gzip", compression_opts=1)
-            g.create_dataset("summed_cts_s", data=summed.astype(np.float32), compression="gzip", compression_opts=1)
-            g["z_lo"] = np.array([m.z_lo for m in maps])
-            g["z_hi"] = np.array([m.z_hi for m in maps])
-            g["total_cells_cts_s"] = np.stack([m.total_cells_cts_s for m in maps])
-            logger.info("simulation %d lightcone %d: %.4g cts/s in the field (all bands)", record.index, lc, float(summed.sum()))
+            write_lightcone_maps(out, record, float(attrs["omega_m"]), float(attrs["h"]), lc, maps, xray_cfg, global_seed)
+
+
+def _maps_file_attrs(grid, fov_deg2: float, table, xray_cfg: Mapping[str, Any], forward: str) -> dict[str, Any]:
+    """Root attributes of a maps file (module contract); ``forward``: which chain made it."""
+    return {"pixel_arcmin": float(xray_cfg["pixel_arcmin"]), "n_pix": grid.n_pix, "fov_deg2": float(fov_deg2),
+            "bands_kev": np.asarray(table.bands_kev).tolist(), "emission": table.metadata,
+            "realistic": dict(xray_cfg["realistic"]), "forward": forward}
+
+
+def write_lightcone_maps(out: ChunkFile, record: SimulationRecord, omega_m: float, h: float, lightcone: int,
+                         maps: Sequence, xray_cfg: Mapping[str, Any], global_seed: int) -> None:
+    """Write one lightcone's slab maps into a maps file (module contract), with the observational
+    effects of ``xray_cfg["realistic"]`` (seeded per simulation, lightcone and slab).
+
+    Args:
+        out: the maps file being written.
+        record: the simulation (or mock) the maps belong to.
+        omega_m, h: its cosmology (stored on the ``sim_`` group).
+        lightcone: the lightcone number.
+        maps: one :class:`~clustersbi.xray.SlabMap` per slab, in order.
+        xray_cfg: config section ``xray`` (pixel_arcmin, realistic).
+        global_seed: the config's seed (the noise streams).
+    """
+    pixel = float(xray_cfg["pixel_arcmin"])
+    realistic = xray_cfg["realistic"]
+    rates = np.stack([m.rate_cts_s for m in maps])
+    summed = rates.sum(axis=0)
+    z_weight = rates.sum(axis=1)  # noise-free all-band rate, the weights of z_rate_sum
+    if _any_effect(realistic):
+        obs_kwargs = _observe_kwargs(realistic)
+        seeds = [derive_seed(global_seed, SeedStream.XRAY_NOISE, record.index, lightcone, s) for s in range(len(maps) + 1)]
+        rates = np.stack([observe(r, pixel, seed=seeds[s], **obs_kwargs) for s, r in enumerate(rates)])
+        summed = observe(summed, pixel, seed=seeds[-1], **obs_kwargs)
+    g_sim = out.simulation(record, omega_m=float(omega_m), h=float(h))
+    g = ChunkFile.add_lightcone(g_sim, lightcone)
+    g.create_dataset("rate_cts_s", data=rates.astype(np.float32), compression="gzip", compression_opts=1)
+    g.create_dataset("z_rate_sum", data=np.stack([m.z_rate_sum for m in maps]).astype(np.float32),
+                     compression="gzip", compression_opts=1)
+    if _any_effect(realistic):
+        g.create_dataset("z_weight_cts_s", data=z_weight.astype(np.float32), compression="gzip", compression_opts=1)
+    g.create_dataset("summed_cts_s", data=summed.astype(np.float32), compression="gzip", compression_opts=1)
+    g["z_lo"] = np.array([m.z_lo for m in maps])
+    g["z_hi"] = np.array([m.z_hi for m in maps])
+    g["total_cells_cts_s"] = np.stack([m.total_cells_cts_s for m in maps])
+    logger.info("simulation %d lightcone %d: %.4g cts/s in the field (all bands)", record.index, lightcone,
+                float(summed.sum()))
+
+
+def fused_xray_maps_chunk(
+    linear_power_file: str | Path,
+    ne_model: str | Path,
+    t_model: str | Path,
+    table_file: str | Path,
+    design_params: Mapping[str, Any],
+    simulation_cfg: Mapping[str, Any],
+    xray_cfg: Mapping[str, Any],
+    global_seed: int,
+    out_file: str | Path,
+    mesh_omega_m: float,
+) -> None:
+    """Rule ``fused_xray_maps``: the maps file of :func:`xray_maps_chunk` straight from the chunk's
+    linear power, by :func:`clustersbi.forward.slab_maps` (no particle or gas file).
+
+    Every slab is what the staged rules make of it: the geometry and fixed slab mesh of
+    :func:`clustersbi.stages.simulate.simulate_lightcone_chunk` (``mesh_omega_m``), the seed
+    :func:`clustersbi.stages.simulate.slab_seed` (simulation, lightcone, slab), the LDL painter
+    of :func:`clustersbi.stages.ldl.paint_gas_chunk` conditioned on the simulation's parameters
+    and the slab's ``z_centre``, and the sky grid of the config's field; the file is written by
+    the same writer (:func:`write_lightcone_maps`), root attribute ``forward`` = "fused".
+    One compilation serves the job: the slabs share the mesh and the largest number of periodic
+    images any of them needs.
+
+    Args:
+        linear_power_file: the chunk's linear-power file (P(k) at the redshift nearest 0).
+        ne_model, t_model: the trained LDL models (rule ``train_ldl``).
+        table_file: the emission table (:func:`emission_table_file`).
+        design_params: the chunk design (rule params); a nested design is an error.
+        simulation_cfg: the config's ``simulation`` section (a_init, n_steps, lightcone).
+        xray_cfg: config section ``xray`` (pixel_arcmin, realistic).
+        global_seed: the config's seed (slab and noise seeds).
+        out_file: output HDF5 path (module contract), written atomically.
+        mesh_omega_m: Omega_m that sizes the fixed slab mesh (:func:`clustersbi.lightcone.slab_mesh_omega_m`).
+
+    Raises:
+        RuntimeError: naming the simulation, lightcone, slab and parameters when a slab fails
+            (non-finite particles or gas, redshifts outside the emission table).
+    """
+    import time
+
+    from .. import forward
+    from ..lightcone import lightcone_slab_geometry, lightcone_slab_mesh
+    from ..products import read_linear_power
+    from .ldl import LDLPainter
+    from .simulate import slab_seed
+
+    if mesh_omega_m is None:
+        raise ValueError("the fused forward needs the fixed slab mesh (simulation.lightcone.fixed_mesh: true)")
+    lc_cfg = simulation_cfg["lightcone"]
+    cell, fov, n_lightcones = float(lc_cfg["cell_mpc_h"]), float(lc_cfg["fov_deg2"]), int(lc_cfg["n_lightcones"])
+    geometry = (float(lc_cfg["z_min"]), float(lc_cfg["z_max"]), int(lc_cfg["n_slabs"]), fov)
+    pm_settings = {"a_init": float(simulation_cfg["a_init"]), "n_steps": int(simulation_cfg["n_steps"])}
+    design = ChunkDesign.from_params(design_params, with_inner=False)
+    if design.n_inner > 1 or design.inner_names:
+        raise ValueError("the fused forward does not paint nested feedback draws (design.nested): use forward: staged")
+    table = read_emission_table(table_file)
+    grid = make_sky_grid(fov, float(xray_cfg["pixel_arcmin"]))
+    painter = LDLPainter(ne_model, t_model)
+    emission = forward.emission_arrays(table)  # once per job
+    # per simulation: its cosmology, P(k) at z ~ 0, slabs and mesh (as simulate_lightcone_chunk)
+    reference = lightcone_slab_geometry(*geometry, float(mesh_omega_m))
+    plan = []
+    for record in design:
+        cosmo, linear = read_linear_power(linear_power_file, record.index)
+        z0 = int(np.argmin(np.abs(linear.redshifts)))
+        slabs = lightcone_slab_geometry(*geometry, cosmo.Omega_m)
+        plan.append((record, cosmo, linear.k_h_mpc, linear.pk_mpc3_h3[z0], slabs,
+                     lightcone_slab_mesh(slabs + reference, cell)))
+    n_images = max(_slab_periodic_images(slab, mesh, cell, grid) for *_, slabs, mesh in plan for slab in slabs)
+    total, done, t0 = len(plan) * n_lightcones * geometry[2], 0, time.perf_counter()
+    with ChunkFile.create(out_file) as out:
+        out.write_attrs(_maps_file_attrs(grid, fov, table, xray_cfg, "fused"))
+        for record, cosmo, k_h_mpc, pk_z0, slabs, mesh in plan:
+            ne_params = painter.params_ne(record.parameters)
+            for light in range(n_lightcones):
+                maps = []
+                for slab in slabs:
+                    seed = slab_seed(global_seed, record.index, light, slab.index)
+                    try:
+                        maps.append(forward.slab_maps(
+                            cosmo, k_h_mpc, pk_z0, slab, mesh_shape=mesh, cell_mpc_h=cell, seed=seed,
+                            ne_params=ne_params, t_params=painter.params_t(record.parameters, float(slab.z_centre)),
+                            t_floor_k=painter.t_floor_k, table=table, grid=grid, emission=emission,
+                            n_images=n_images, **pm_settings,
+                        ))
+                    except Exception as err:
+                        raise RuntimeError(f"simulation {record.index} ({record.parameters}), lightcone {light}, "
+                                           f"slab {slab.index} (seed {seed}) failed: {err}") from err
+                    done += 1
+                    logger.info("chunk %s: %d/%d slabs (simulation %d, lightcone %d/%d, slab %d/%d, mesh %s) in %.1f s",
+                                design.chunk, done, total, record.index, light + 1, n_lightcones, slab.index + 1,
+                                len(slabs), tuple(mesh), time.perf_counter() - t0)
+                write_lightcone_maps(out, record, cosmo.Omega_m, cosmo.h, light, maps, xray_cfg, global_seed)
+
+
+def _slab_periodic_images(slab, mesh_shape: Sequence[int], cell_mpc_h: float, grid) -> int:
+    """Periodic images per side that the sky projection of ``slab`` painted on ``mesh_shape`` needs
+    (the far face of its painted layers, :func:`clustersbi.forward.slab_extent`)."""
+    from .. import forward
+
+    _, chi_far = forward.slab_extent(float(slab.chi_lo), float(slab.chi_hi), int(mesh_shape[2]),
+                                     mesh_shape[2] * cell_mpc_h)
+    reach = max(abs(grid.edges_rad[0]), abs(grid.edges_rad[-1]))
+    return forward.periodic_images(mesh_shape[0] * cell_mpc_h, float(np.tan(reach)) * chi_far)
 
 
 def _fov_from_geometry(slabs: Sequence) -> float:
