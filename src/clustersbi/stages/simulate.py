@@ -304,6 +304,7 @@ def simulate_lightcone_chunk(
                             seeds=[seed], a_init=float(simulation_cfg["a_init"]),
                             n_steps=int(simulation_cfg["n_steps"]), keep_particles=True, mesh_shape=mesh,
                             density=False,  # only the positions are written (no a_init snapshot either)
+                            cic_chunk_size=lc.get("cic_chunk_size"),
                         )
                         # run_pm has already checked the positions are finite
                         positions = np.asarray(run.snapshots[-1].positions_mpc_h, dtype=np.float32)

@@ -305,7 +305,8 @@ def fused_xray_maps_chunk(
     lc_cfg = simulation_cfg["lightcone"]
     cell, fov, n_lightcones = float(lc_cfg["cell_mpc_h"]), float(lc_cfg["fov_deg2"]), int(lc_cfg["n_lightcones"])
     geometry = (float(lc_cfg["z_min"]), float(lc_cfg["z_max"]), int(lc_cfg["n_slabs"]), fov)
-    pm_settings = {"a_init": float(simulation_cfg["a_init"]), "n_steps": int(simulation_cfg["n_steps"])}
+    pm_settings = {"a_init": float(simulation_cfg["a_init"]), "n_steps": int(simulation_cfg["n_steps"]),
+                   "cic_chunk_size": lc_cfg.get("cic_chunk_size")}
     design = ChunkDesign.from_params(design_params, with_inner=False)
     if design.n_inner > 1 or design.inner_names:
         raise ValueError("the fused forward does not paint nested feedback draws (design.nested): use forward: staged")
