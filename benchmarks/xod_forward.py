@@ -14,8 +14,7 @@ CPU's analysis is an estimate of a GPU's (a GPU compiler fuses and schedules dif
 cuFFT adds a workspace).
 
 - "before": the programs as they were before issue 14's lean PM: the 2LPT with complex FFTs
-  returning (dx, p, F) (``_previous_lpt_on_grid`` below, with ``jnp.fft`` in place of jaxpm's
-  single-device ``fft3d``), then x = q + 1/2 + dx and the initial force; the KDK state
+  returning (dx, p, F) (``_previous_lpt_on_grid`` below, jaxpm's ``fft3d``), then x = q + 1/2 + dx and the initial force; the KDK state
   (x, p, F), not donated (``_make_advance(carry_force=True)``), unchunked CIC.
 - "after": ``lpt_potentials``, then ``lpt_gradient`` of each potential (three programs, as
   ``pm._jitted_lpt`` runs them: the peak is the largest, plus what the later ones find held),
@@ -49,9 +48,8 @@ def _previous_lpt_on_grid(cosmo_jc, delta_lin, a):
     """clustersbi.pm.lpt_on_grid before the lean 2LPT (complex FFTs, all meshes at once, (dx, p, f))."""
     import jax_cosmo as jc
     from jaxpm.growth import dGf2a, dGfa, growth_factor, growth_factor_second, growth_rate, growth_rate_second
+    from jaxpm.distributed import fft3d, ifft3d  # as the previous code: fftk's wavevectors follow their layout
     from jaxpm.kernels import fftk, gradient_kernel, invlaplace_kernel
-
-    fft3d, ifft3d = jnp.fft.fftn, lambda x: jnp.fft.ifftn(x).real  # jaxpm's on one device
 
     def grid_forces(pot_k):
         return jnp.stack([ifft3d(-gradient_kernel(kvec, i) * pot_k) for i in range(3)], axis=-1)

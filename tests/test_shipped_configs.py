@@ -19,6 +19,15 @@ pytestmark = pytest.mark.slow
 N_CHUNKS = 4
 
 
+def _dry_run(repo, workdir, configfile):
+    """``snakemake -n --quiet rules`` of the real workflow with ``configfile``, in ``workdir``."""
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir), "-n", "--quiet",
+         "rules", "--configfile", str(configfile)],
+        capture_output=True, text=True, timeout=300,
+    )
+
+
 def _configs(repo):
     return sorted((repo / "config").glob("*.yaml"))
 
@@ -32,11 +41,7 @@ def test_shipped_config_builds_its_dag(repo, tmp_path, name):
     design["n_simulations"] = min(design["n_simulations"], N_CHUNKS * design["chunk_size"])
     cut = tmp_path / path.name
     cut.write_text(yaml.safe_dump(config))
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(tmp_path), "-n", "--quiet",
-         "rules", "--configfile", str(cut)],
-        capture_output=True, text=True, timeout=300,
-    )
+    proc = _dry_run(repo, tmp_path, str(cut))
     assert proc.returncode == 0, f"config/{name}.yaml: {proc.stderr[-3000:]}"
     assert "train_npe" in proc.stdout + proc.stderr, "the dry run planned no inference"
     if (config.get("simulation") or {}).get("lightcone", {}).get("forward") == "fused":
@@ -45,11 +50,7 @@ def test_shipped_config_builds_its_dag(repo, tmp_path, name):
 
 
 def test_cluster_images_preset_builds_its_dag(repo, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(tmp_path), "-n", "--quiet",
-         "rules", "--configfile", str(repo / "config" / "cluster_images.yaml")],
-        capture_output=True, text=True, timeout=300,
-    )
+    proc = _dry_run(repo, tmp_path, str(repo / "config" / "cluster_images.yaml"))
     assert proc.returncode == 0, f"config/cluster_images.yaml: {proc.stderr[-3000:]}"
     assert "train_mass_cnn" in proc.stdout + proc.stderr, "the dry run planned no mass CNN"
 
@@ -64,11 +65,7 @@ def test_cluster_images_from_the_simulations_plans_the_lightcone_chain(repo, tmp
     config.setdefault("simulation", {}).setdefault("lightcone", {})["forward"] = forward
     cut = tmp_path / "cluster_images_simulation.yaml"
     cut.write_text(yaml.safe_dump(config))
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(tmp_path), "-n", "--quiet",
-         "rules", "--configfile", str(cut)],
-        capture_output=True, text=True, timeout=300,
-    )
+    proc = _dry_run(repo, tmp_path, str(cut))
     assert proc.returncode == 0, f"images.source simulation: {proc.stderr[-3000:]}"
     planned = proc.stdout + proc.stderr
     for rule in ("simulate_lightcone", "paint_gas", "cluster_cutouts", "train_mass_cnn"):
