@@ -618,6 +618,8 @@ def cic_gather_add(out, mesh_vec, x, scale, chunk_size: int | None = None, colum
     def add(acc, start, size, new):
         values = interpolate(_rows(x, start, size))
         if isinstance(start, int):  # unchunked
+            if columns == tuple(range(acc.shape[1])):  # every column: a plain addition, not a scatter
+                return acc + jnp.stack([scale * v for v in values], axis=-1).astype(acc.dtype)
             return acc.at[:, columns].add(jnp.stack([scale * v for v in values], axis=-1).astype(acc.dtype))
         rows = _rows(acc, start, size)
         for c, v in zip(columns, values):

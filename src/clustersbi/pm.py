@@ -327,12 +327,13 @@ def pm_kick(
     force_mesh_factor: int = 1,
     cic_chunk_size: int | None = None,
 ):
-    """``momenta + kick * pm_forces_compensated(positions, ...)``, one force component at a time.
+    """``momenta + kick * pm_forces_compensated(positions, ...)``, chunked: one force component at a time.
 
-    The same force (same paint, potential and read, to float32 round-off), but only one
-    component's mesh, its padded copy and its (n,) values exist at once besides the
-    potential, instead of the three meshes and the (n, 3) force: the kick of the KDK
+    The same force (same paint, potential and read, to float32 round-off). With
+    ``cic_chunk_size`` only one component's mesh and one chunk's values exist at once besides
+    the potential, instead of the three meshes and the (n, 3) force: the kick of the KDK
     integrator (:func:`_make_advance`) needs ~20 bytes per particle less device memory.
+    Unchunked, the three components are read together (faster, more memory).
 
     Args:
         momenta, positions: (..., 3) arrays of one shape (positions in particle-grid mesh units).
@@ -345,6 +346,12 @@ def pm_kick(
     xf, pot_k, kvec, force_shape = _force_potential(positions, mesh_shape, compensation, force_mesh_factor,
                                                     cic_chunk_size)
     p = momenta.reshape(-1, 3)
+    if cic_chunk_size is None:
+        # unchunked (the CPU default, where time counts, not memory): the three components in
+        # one read that shares each particle's indices and weights; one at a time costs ~40%
+        # more per step at 128^3 on a CPU (benchmarks/pm_step.py)
+        components = [_force_component(pot_k, kvec, i, force_shape) for i in range(3)]
+        return cic_gather_add(p, components, xf, kick).reshape(momenta.shape)
     for i in range(3):
         p = cic_gather_add(p, [_force_component(pot_k, kvec, i, force_shape)], xf, kick, cic_chunk_size, columns=(i,))
     return p.reshape(momenta.shape)
