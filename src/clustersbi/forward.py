@@ -93,7 +93,7 @@ from . import ldl, pm
 from .constants import MPC_CM, NE_OVER_NH
 from .cosmology import Cosmology, redshift_at_comoving_distance
 from .xray.emission import K_B_KEV_PER_K, EmissionTable
-from .xray.maps import SkyGrid, SlabMap
+from .xray.maps import SkyGrid, SlabMap, periodic_images
 
 __all__ = [
     "EmissionArrays",
@@ -102,6 +102,7 @@ __all__ = [
     "LayerGeometry",
     "periodic_images",
     "slab_extent",
+    "slab_periodic_images",
     "slab_layers",
     "overlap_matrices",
     "project_slab",
@@ -202,21 +203,24 @@ class LayerGeometry(NamedTuple):
     width_mpc_h: Any
 
 
-def periodic_images(width_mpc_h: float, reach_mpc_h: float) -> int:
-    """Periodic images per side that :func:`clustersbi.xray.maps.overlap_matrix` adds for a field
-    reaching ``reach_mpc_h`` from the axis in a box of width ``width_mpc_h`` (same formula)."""
-    return int(np.ceil(reach_mpc_h / width_mpc_h + 0.5))
-
-
 def slab_extent(chi_lo_mpc_h: float, chi_hi_mpc_h: float, n_los: int, box_los_mpc_h: float) -> tuple[int, float]:
     """(layers kept, comoving distance of the far face of the kept layers [Mpc/h]).
 
-    The rule of the ``xray_maps`` stage (``stages.xray._slab_extent``): a box may be deeper than
-    its slab; the cells whose centres lie within the slab's depth are kept (at least one).
+    The rule of both chains (the staged ``xray_maps`` stage calls it too): a box may be deeper
+    than its slab; the cells whose centres lie within the slab's depth are kept (at least one).
     """
     cell_los = box_los_mpc_h / n_los
     n_keep = int(min(n_los, max(1, round((chi_hi_mpc_h - chi_lo_mpc_h) / cell_los))))
     return n_keep, chi_lo_mpc_h + n_keep * cell_los
+
+
+def slab_periodic_images(slab, mesh_shape: Sequence[int], cell_mpc_h: float, grid: SkyGrid) -> int:
+    """Periodic images per side that the sky projection of ``slab`` (a :class:`~clustersbi.lightcone.Slab`)
+    painted on ``mesh_shape`` cells of ``cell_mpc_h`` needs: the field's reach at the far face of
+    the painted layers (:func:`slab_extent`) over the box width (:func:`periodic_images`)."""
+    _, chi_far = slab_extent(float(slab.chi_lo), float(slab.chi_hi), int(mesh_shape[2]), mesh_shape[2] * cell_mpc_h)
+    reach = max(abs(grid.edges_rad[0]), abs(grid.edges_rad[-1]))
+    return periodic_images(mesh_shape[0] * cell_mpc_h, float(np.tan(reach)) * chi_far)
 
 
 def slab_layers(
@@ -579,8 +583,7 @@ def slab_maps(
     z_lo, z_hi = (float(z) for z in redshift_at_comoving_distance(np.array([slab.chi_lo, chi_far]), cosmo.Omega_m))
     if z_lo < table.z[0] - 1e-9 or z_hi > table.z[-1] + 1e-9:
         raise ValueError(f"z outside the emission table range [{table.z[0]}, {table.z[-1]}]: extend xray.table.z")
-    reach = max(abs(grid.edges_rad[0]), abs(grid.edges_rad[-1]))
-    needed = periodic_images(box[0], float(np.tan(reach)) * chi_far)
+    needed = slab_periodic_images(slab, shape, float(cell_mpc_h), grid)
     if n_images is None:
         n_images = needed
     elif n_images < needed:

@@ -131,10 +131,11 @@ def _slab_extent(slab, n_los: int) -> tuple[int, float, float, float]:
     box = np.broadcast_to(box, (3,))
     if not np.isclose(box[0], box[1], rtol=1e-6):
         raise ValueError(f"{slab.name}: transverse box sides differ ({box[0]}, {box[1]}); square slabs expected")
-    chi_lo, chi_hi = float(a["chi_lo"]), float(a["chi_hi"])
-    cell_los = box[2] / n_los
-    n_keep = int(min(n_los, max(1, round((chi_hi - chi_lo) / cell_los))))
-    return n_keep, chi_lo, chi_lo + n_keep * cell_los, float(box[0])
+    from ..forward import slab_extent
+
+    chi_lo = float(a["chi_lo"])
+    n_keep, chi_far = slab_extent(chi_lo, float(a["chi_hi"]), n_los, float(box[2]))
+    return n_keep, chi_lo, chi_far, float(box[0])
 
 
 def paint_gas_lightcone(slab_groups: Sequence, table, grid, omega_m: float, h: float):
@@ -323,7 +324,7 @@ def fused_xray_maps_chunk(
         slabs = lightcone_slab_geometry(*geometry, cosmo.Omega_m)
         plan.append((record, cosmo, linear.k_h_mpc, linear.pk_mpc3_h3[z0], slabs,
                      lightcone_slab_mesh(slabs + reference, cell)))
-    n_images = max(_slab_periodic_images(slab, mesh, cell, grid) for *_, slabs, mesh in plan for slab in slabs)
+    n_images = max(forward.slab_periodic_images(slab, mesh, cell, grid) for *_, slabs, mesh in plan for slab in slabs)
     total, done, t0 = len(plan) * n_lightcones * geometry[2], 0, time.perf_counter()
     with ChunkFile.create(out_file) as out:
         out.write_attrs(_maps_file_attrs(grid, fov, table, xray_cfg, "fused"))
@@ -348,17 +349,6 @@ def fused_xray_maps_chunk(
                                 design.chunk, done, total, record.index, light + 1, n_lightcones, slab.index + 1,
                                 len(slabs), tuple(mesh), time.perf_counter() - t0)
                 write_lightcone_maps(out, record, cosmo.Omega_m, cosmo.h, light, maps, xray_cfg, global_seed)
-
-
-def _slab_periodic_images(slab, mesh_shape: Sequence[int], cell_mpc_h: float, grid) -> int:
-    """Periodic images per side that the sky projection of ``slab`` painted on ``mesh_shape`` needs
-    (the far face of its painted layers, :func:`clustersbi.forward.slab_extent`)."""
-    from .. import forward
-
-    _, chi_far = forward.slab_extent(float(slab.chi_lo), float(slab.chi_hi), int(mesh_shape[2]),
-                                     mesh_shape[2] * cell_mpc_h)
-    reach = max(abs(grid.edges_rad[0]), abs(grid.edges_rad[-1]))
-    return forward.periodic_images(mesh_shape[0] * cell_mpc_h, float(np.tan(reach)) * chi_far)
 
 
 def _fov_from_geometry(slabs: Sequence) -> float:

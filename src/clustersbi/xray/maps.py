@@ -41,6 +41,7 @@ from .emission import K_B_KEV_PER_K, EmissionTable
 __all__ = [
     "SkyGrid",
     "make_sky_grid",
+    "periodic_images",
     "overlap_matrix",
     "voxel_count_rates",
     "SlabMap",
@@ -86,6 +87,12 @@ def make_sky_grid(fov_deg2: float, pixel_arcmin: float = 1.0) -> SkyGrid:
     return SkyGrid(n_pix=max(n, 1), pixel_arcmin=pixel_arcmin)
 
 
+def periodic_images(width_mpc_h: float, reach_mpc_h: float) -> int:
+    """Periodic images per side of a box of width ``width_mpc_h`` [Mpc/h] that a field reaching
+    ``reach_mpc_h`` from the axis overlaps (the images :func:`overlap_matrix` adds)."""
+    return int(np.ceil(reach_mpc_h / width_mpc_h + 0.5))
+
+
 def overlap_matrix(n_cells: int, width_mpc_h: float, pix_edges_mpc_h: np.ndarray, periodic: bool = True) -> np.ndarray:
     """Fraction of each cell (centred box, periodic images if asked) inside each pixel.
 
@@ -102,7 +109,7 @@ def overlap_matrix(n_cells: int, width_mpc_h: float, pix_edges_mpc_h: np.ndarray
     d = width_mpc_h / n_cells
     lo = -0.5 * width_mpc_h + d * np.arange(n_cells)
     reach = max(abs(pix_edges_mpc_h[0]), abs(pix_edges_mpc_h[-1]))
-    n_img = int(np.ceil(reach / width_mpc_h + 0.5)) if periodic else 0
+    n_img = periodic_images(width_mpc_h, reach) if periodic else 0
     out = np.zeros((n_cells, pix_edges_mpc_h.size - 1))
     for k in range(-n_img, n_img + 1):
         a = lo[:, None] + k * width_mpc_h
