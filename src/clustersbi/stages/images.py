@@ -155,22 +155,22 @@ def simulation_cutouts(particle_files, gas_files, images_cfg: Mapping[str, Any],
             for _, g_sim in gas.simulations(keys=("index",)):
                 z_top = max([z_top] + [float(g.attrs["z_hi"]) for _, g_lc in ChunkFile.lightcones(g_sim) for g in ChunkFile.slabs(g_lc)])
     table, _ = emission_for_images(images_cfg, xray_cfg, z_max=z_top)
-    parts, regions = [], {}
+    parts, regions, n_cut = [], {}, 0
     for particle_file, gas_file in zip(particle_files, gas_files, strict=True):
         where = f"{gas_file} and {particle_file}"
         with ChunkFile.open(particle_file) as particles, ChunkFile.open(gas_file) as gas:
             for attrs, g_sim in gas.simulations():
                 for key, positions, g_slab in _particle_slabs(particles, attrs, ChunkFile.lightcones(g_sim), where):
                     region = regions.setdefault(key, len(regions))
-                    first_id = sum(p.n for p in parts)
                     cut = slab_cutouts(positions, g_slab["ne_cm3"][:], g_slab["t_k"][:], h5_read_attrs(g_slab),
                                        float(attrs["omega_m"]), float(attrs["h"]), table,
                                        mass_min_msun_h=float(sim_cfg["mass_min_msun_h"]), npix=int(sim_cfg["npix"]),
-                                       exposure_s=float(sim_cfg["exposure_s"]), region=region, first_id=first_id)
+                                       exposure_s=float(sim_cfg["exposure_s"]), region=region, first_id=n_cut)
                     log.info("simulation %s, lightcone %d, slab %d: %d halos above %.3g Msun/h", attrs["index"], key[1], key[2],
                              0 if cut is None else cut.n, sim_cfg["mass_min_msun_h"])
                     if cut is not None:
                         parts.append(cut)
+                        n_cut += cut.n
     if not parts:
         return None
     cut = concatenate_cutouts(parts)
