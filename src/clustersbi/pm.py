@@ -242,9 +242,17 @@ def _jitted_step_factors():
 def check_finite(name: str, array, context: str) -> None:
     """Raise :class:`NonFiniteSimulationError` if ``array`` holds NaN or inf.
 
+    A device (JAX) array is checked on the device: it comes to the host only to name the
+    first bad element.
+
     The message names the array, the flat index of the first bad element, and ``context``
     (seed and parameters).
     """
+    if not isinstance(array, np.ndarray):  # a device array: reduce there, copy only when it fails
+        import jax.numpy as jnp
+
+        if bool(jnp.all(jnp.isfinite(array))):
+            return
     values = np.asarray(array)
     bad = ~np.isfinite(values)
     if np.any(bad):
